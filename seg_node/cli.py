@@ -1,0 +1,158 @@
+"""``seg_tool``: offline commands (train, evaluate, export, bench, demo, bags, ...).
+
+Each subcommand is a thin wrapper over a module; heavy imports (torch) happen inside the
+subcommand that needs them, so the node's runtime never loads them.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from seg_node.classes import DEFAULT_CLASSES_PATH, load_classes
+from seg_node.errors import SegNodeError
+from seg_node.models import DEFAULT_MODEL_PATH
+
+DEFAULT_DATA = Path('../shared/datasets/camvid')
+
+
+def _write_json(path: str | None, payload: dict) -> None:
+    text = json.dumps(payload, indent=2)
+    if path in (None, '-'):
+        print(text)
+    else:
+        Path(path).write_text(text + '\n')
+        print(f'wrote {path}')
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a network (see seg_node.training.train)."""
+    from seg_node.training.train import train, TrainConfig
+    config = TrainConfig(
+        data=str(args.data), output=str(args.output), arch=args.arch, classes=str(args.classes),
+        epochs=args.epochs, batch_size=args.batch_size, crop=args.crop,
+        scale_min=args.scale[0], scale_max=args.scale[1], lr=args.lr,
+        weight_decay=args.weight_decay, seed=args.seed, bf16=args.bf16,
+        eval_every=args.eval_every, threads=args.threads, train_limit=args.train_limit,
+        val_limit=args.val_limit)
+    record = train(config, resume=args.resume)
+    print(json.dumps({k: v for k, v in record.items() if k != 'val_iou'}))
+    return 0
+
+
+def _backend_for(model: Path, backend: str, threads: int):
+    from seg_node.inference.base import create_backend
+    if model.suffix == '.pt':
+        backend = 'torch'
+    return create_backend(backend, model, threads)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Score a model (ONNX or checkpoint) on labelled frames."""
+    from seg_node.dataset import load_split
+    from seg_node.evaluation import evaluate_backend, latency_percentiles
+    from seg_node.metrics import format_table, scores_to_dict
+    classes = load_classes(args.classes)
+    backend = _backend_for(args.model, args.backend, args.threads)
+    data = load_split(args.data, args.split, args.limit)
+    matrix, latencies = evaluate_backend(backend, zip(data.images, data.labels),
+                                         classes.num_classes)
+    scores = matrix.scores()
+    print(format_table(scores, classes.names))
+    if args.json:
+        _write_json(args.json, {'model': str(args.model), 'backend': backend.name,
+                                'frames': len(data.images), **scores_to_dict(
+                                    scores, classes.names),
+                                'latency_ms': latency_percentiles(latencies)})
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a checkpoint to ONNX and verify it."""
+    from seg_node.dataset import load_split
+    from seg_node.inference.torch import load_checkpoint
+    from seg_node.training.export import export_onnx, verify_export
+    classes = load_classes(args.classes)
+    model, config = load_checkpoint(args.checkpoint)
+    if tuple(config['class_names']) != classes.names:
+        print(f'seg_tool: error: checkpoint classes {config["class_names"]} differ from '
+              f'{args.classes}', file=sys.stderr)
+        return 1
+    path = export_onnx(model, args.output, classes.names, tuple(args.inference_size),
+                       config['arch'])
+    frames = load_split(args.data, 'val', args.parity_frames).images
+    report = verify_export(path, model, frames)
+    print(f'exported {path} ({path.stat().st_size / 1e6:.2f} MB); label agreement with '
+          f'PyTorch on {len(frames)} val frames: {report.label_agreement:.5f}; operators: '
+          f'{" ".join(report.operators)}')
+    if report.unsupported:
+        print(f'seg_tool: error: operators TensorRT cannot parse: {report.unsupported}',
+              file=sys.stderr)
+        return 1
+    if report.label_agreement < 0.999:
+        print('seg_tool: error: ONNX and PyTorch labels agree on fewer than 99.9% of pixels',
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the seg_tool argument parser."""
+    parser = argparse.ArgumentParser(prog='seg_tool', description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest='command', required=True)
+
+    train = commands.add_parser('train', help='train a network on CamVid-format data')
+    train.add_argument('--data', type=Path, default=DEFAULT_DATA)
+    train.add_argument('--output', type=Path, required=True, help='run folder')
+    train.add_argument('--arch', default='fast', choices=('naive', 'decoder', 'segnet', 'fast'))
+    train.add_argument('--classes', type=Path, default=DEFAULT_CLASSES_PATH)
+    train.add_argument('--epochs', type=int, default=150)
+    train.add_argument('--batch-size', type=int, default=8)
+    train.add_argument('--crop', type=int, default=288)
+    train.add_argument('--scale', type=float, nargs=2, default=(0.6, 1.6))
+    train.add_argument('--lr', type=float, default=3e-3)
+    train.add_argument('--weight-decay', type=float, default=1e-4)
+    train.add_argument('--seed', type=int, default=0)
+    train.add_argument('--bf16', action='store_true',
+                       help='bf16 autocast (fast only on CPUs with native bf16)')
+    train.add_argument('--eval-every', type=int, default=5)
+    train.add_argument('--threads', type=int, default=0)
+    train.add_argument('--train-limit', type=int)
+    train.add_argument('--val-limit', type=int)
+    train.add_argument('--resume', action='store_true')
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser('evaluate', help='class IoU of a model on labelled frames')
+    evaluate.add_argument('--model', type=Path, default=DEFAULT_MODEL_PATH,
+                          help='ONNX model or training checkpoint (.pt)')
+    evaluate.add_argument('--data', type=Path, default=DEFAULT_DATA,
+                          help='CamVid-format folder or split file')
+    evaluate.add_argument('--split', default='val')
+    evaluate.add_argument('--classes', type=Path, default=DEFAULT_CLASSES_PATH)
+    evaluate.add_argument('--backend', default='onnxruntime')
+    evaluate.add_argument('--threads', type=int, default=0)
+    evaluate.add_argument('--limit', type=int)
+    evaluate.add_argument('--json')
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    export = commands.add_parser('export', help='checkpoint -> verified ONNX')
+    export.add_argument('checkpoint', type=Path)
+    export.add_argument('--output', type=Path, required=True)
+    export.add_argument('--classes', type=Path, default=DEFAULT_CLASSES_PATH)
+    export.add_argument('--inference-size', type=int, nargs=2, default=(360, 480))
+    export.add_argument('--data', type=Path, default=DEFAULT_DATA)
+    export.add_argument('--parity-frames', type=int, default=8)
+    export.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a seg_tool subcommand; project errors print one line and exit 1."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SegNodeError as err:
+        print(f'seg_tool: error: {err}', file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,102 @@
+"""The inference interface every backend implements, and the factory that picks one."""
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from seg_node.errors import ConfigError, ModelLoadError
+
+LABELS = 'labels'
+CONFIDENCE = 'confidence'
+PROBABILITIES = 'probabilities'
+
+
+@dataclass
+class SegResult:
+    """One frame's network outputs at the size of the image given to the backend.
+
+    Attributes:
+        labels: (H, W) uint8 class ids.
+        confidence: (H, W) float32 probability of the chosen class, or None if not asked for.
+        probabilities: (K, H, W) float32 class probabilities, or None if not asked for.
+    """
+
+    labels: np.ndarray
+    confidence: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+
+
+class Backend(Protocol):
+    """Runs the exported segmentation graph on one RGB frame."""
+
+    name: str
+    model_path: Path
+
+    def infer(self, image: np.ndarray, confidence: bool = True,
+              probabilities: bool = False) -> SegResult:
+        """Segment one frame.
+
+        Args:
+            image: (H, W, 3) uint8 RGB, C-contiguous.
+            confidence: also return the max-probability map.
+            probabilities: also return the per-class probability maps.
+
+        Returns:
+            The outputs asked for; arrays may be reused by the next call, so copy them to
+            keep them longer.
+        """
+
+
+# name -> (module, class): modules are imported on use, so `tensorrt` and `torch` are never
+# loaded unless chosen.
+BACKENDS: dict[str, tuple[str, str]] = {
+    'onnxruntime': ('seg_node.inference.onnxruntime', 'OnnxRuntimeBackend'),
+    'tensorrt': ('seg_node.inference.tensorrt', 'TensorRTBackend'),
+    'torch': ('seg_node.inference.torch', 'TorchBackend'),
+}
+AUTO_ORDER = ('tensorrt', 'onnxruntime')
+
+
+def _backend_class(name: str) -> type:
+    module_name, class_name = BACKENDS[name]
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def backend_available(name: str) -> bool:
+    """Return whether backend ``name`` can run here (its libraries and device exist)."""
+    try:
+        return bool(_backend_class(name).available())
+    except ImportError:
+        return False
+
+
+def create_backend(name: str, model_path: str | Path, num_threads: int = 0,
+                   **options: object) -> Backend:
+    """Create the backend ``name`` (``auto`` picks the first available of TensorRT, ORT).
+
+    Args:
+        name: ``auto`` or a key of :data:`BACKENDS`.
+        model_path: ONNX model (or a torch checkpoint for ``torch``).
+        num_threads: CPU threads for CPU backends; 0 lets the backend decide.
+        **options: backend-specific options (e.g. ``precision`` for TensorRT).
+
+    Raises:
+        ConfigError: unknown backend name.
+        ModelLoadError: the model cannot be loaded by that backend.
+    """
+    if name == 'auto':
+        for candidate in AUTO_ORDER:
+            if backend_available(candidate):
+                return create_backend(candidate, model_path, num_threads, **options)
+        raise ModelLoadError('no inference backend is available: install onnxruntime')
+    if name not in BACKENDS:
+        raise ConfigError(f'unknown backend {name!r}; valid choices: auto, '
+                          + ', '.join(BACKENDS))
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ModelLoadError(f'model file {model_path} does not exist; pass an exported '
+                             'ONNX model with the `model` parameter')
+    return _backend_class(name)(model_path, num_threads=num_threads, **options)

@@ -1,0 +1,103 @@
+"""Confusion matrix and the IoU family of segmentation metrics.
+
+One implementation shared by training (val mIoU), ``seg_tool evaluate`` and ``eval-bag``.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Metrics derived from a confusion matrix.
+
+    Attributes:
+        iou: (K,) float64 per-class IoU; NaN for a class absent from both truth and prediction.
+        miou: mean of the finite entries of ``iou``.
+        pixel_accuracy: correctly labelled / all scored pixels.
+        class_accuracy: (K,) float64 per-class recall; NaN where the class never occurs.
+        mean_class_accuracy: mean of the finite entries of ``class_accuracy``.
+    """
+
+    iou: np.ndarray
+    miou: float
+    pixel_accuracy: float
+    class_accuracy: np.ndarray
+    mean_class_accuracy: float
+
+
+def _nanmean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float('nan')
+
+
+class ConfusionMatrix:
+    """Accumulates a (K, K) confusion matrix; rows are ground truth, columns predictions.
+
+    Pixels whose ground truth is the ignore id (or any id >= K) are not counted.
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        """Create an empty matrix for ``num_classes`` real classes."""
+        self.num_classes = num_classes
+        self.matrix = np.zeros((num_classes, num_classes), np.int64)
+
+    def update(self, truth: np.ndarray, prediction: np.ndarray) -> None:
+        """Add one or more frames.
+
+        Args:
+            truth: integer class ids of any shape; ids outside 0..K-1 are ignored.
+            prediction: predicted class ids, same shape as ``truth``.
+        """
+        if truth.shape != prediction.shape:
+            raise ValueError(f'truth {truth.shape} and prediction {prediction.shape} differ')
+        truth = truth.ravel().astype(np.int64, copy=False)
+        prediction = prediction.ravel().astype(np.int64, copy=False)
+        keep = (truth >= 0) & (truth < self.num_classes)
+        index = truth[keep] * self.num_classes + prediction[keep]
+        counts = np.bincount(index, minlength=self.num_classes ** 2)
+        self.matrix += counts[: self.num_classes ** 2].reshape(self.num_classes, -1)
+
+    def merge(self, other: 'ConfusionMatrix') -> None:
+        """Add another matrix of the same size into this one."""
+        self.matrix += other.matrix
+
+    def scores(self) -> Scores:
+        """Compute IoU, mIoU and accuracies from the counts so far."""
+        matrix = self.matrix.astype(np.float64)
+        true_positive = np.diag(matrix)
+        truth_total = matrix.sum(axis=1)
+        union = truth_total + matrix.sum(axis=0) - true_positive
+        with np.errstate(invalid='ignore', divide='ignore'):
+            iou = np.where(union > 0, true_positive / union, np.nan)
+            class_accuracy = np.where(truth_total > 0, true_positive / truth_total, np.nan)
+        total = matrix.sum()
+        pixel_accuracy = float(true_positive.sum() / total) if total else float('nan')
+        return Scores(iou, _nanmean(iou), pixel_accuracy, class_accuracy,
+                      _nanmean(class_accuracy))
+
+
+def format_table(scores: Scores, class_names: tuple[str, ...] | list[str]) -> str:
+    """Render per-class IoU and the summary metrics as a plain-text table."""
+    width = max(len(name) for name in class_names)
+    lines = [f'{"class":<{width}}  {"IoU":>6}  {"acc":>6}']
+    for name, iou, accuracy in zip(class_names, scores.iou, scores.class_accuracy):
+        lines.append(f'{name:<{width}}  {iou:6.3f}  {accuracy:6.3f}')
+    lines.append(f'{"mIoU":<{width}}  {scores.miou:6.3f}')
+    lines.append(f'{"pixel accuracy":<{width}}  {scores.pixel_accuracy:6.3f}')
+    lines.append(f'{"class accuracy":<{width}}  {scores.mean_class_accuracy:6.3f}')
+    return '\n'.join(lines)
+
+
+def scores_to_dict(scores: Scores, class_names: tuple[str, ...] | list[str]) -> dict:
+    """Return the metrics as JSON-ready values (NaN becomes None)."""
+    def clean(value: float) -> float | None:
+        return None if not np.isfinite(value) else round(float(value), 6)
+
+    return {
+        'miou': clean(scores.miou),
+        'per_class_iou': {name: clean(v) for name, v in zip(class_names, scores.iou)},
+        'pixel_accuracy': clean(scores.pixel_accuracy),
+        'mean_class_accuracy': clean(scores.mean_class_accuracy),
+    }

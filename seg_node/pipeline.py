@@ -1,0 +1,72 @@
+"""From an RGB frame to outputs at the camera's size: the one path the node and eval-bag share.
+
+The frame is resized to the inference size (if it differs), the backend runs once, and the
+outputs are resized back: labels with exact nearest-neighbour (class ids are never blended),
+confidences bilinearly. Resize buffers are allocated once per frame size.
+"""
+
+import cv2
+import numpy as np
+
+from seg_node.inference.base import Backend, SegResult
+
+
+class Segmenter:
+    """Runs a backend on frames of any size at a fixed inference size."""
+
+    def __init__(self, backend: Backend, inference_size: tuple[int, int] | None) -> None:
+        """Create the pipeline.
+
+        Args:
+            backend: the inference backend.
+            inference_size: (H, W) the network sees; None runs frames at their own size.
+        """
+        self.backend = backend
+        self.inference_size = inference_size
+        self._buffers: dict[tuple, np.ndarray] = {}
+
+    def _buffer(self, key: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        index = (key, shape)
+        buffer = self._buffers.get(index)
+        if buffer is None:
+            if len(self._buffers) > 16:
+                self._buffers.clear()
+            buffer = self._buffers[index] = np.empty(shape, dtype)
+        return buffer
+
+    def segment(self, rgb: np.ndarray, confidence: bool = True,
+                probabilities: bool = False) -> SegResult:
+        """Segment one frame.
+
+        Args:
+            rgb: (H, W, 3) uint8 RGB camera frame.
+            confidence: also return the (H, W) float32 max-probability map.
+            probabilities: also return the (K, H, W) float32 class probabilities.
+
+        Returns:
+            Outputs at the frame's (H, W); the arrays are reused by the next call.
+        """
+        height, width = rgb.shape[:2]
+        size = self.inference_size
+        if size is None or size == (height, width):
+            return self.backend.infer(np.ascontiguousarray(rgb), confidence, probabilities)
+        small = cv2.resize(rgb, (size[1], size[0]),
+                           dst=self._buffer('input', (*size, 3), np.uint8),
+                           interpolation=cv2.INTER_AREA)
+        result = self.backend.infer(small, confidence, probabilities)
+        full = (width, height)
+        labels = cv2.resize(result.labels, full, dst=self._buffer('labels', (height, width),
+                                                                   np.uint8),
+                            interpolation=cv2.INTER_NEAREST_EXACT)
+        max_probability = class_probability = None
+        if confidence:
+            max_probability = cv2.resize(
+                result.confidence, full,
+                dst=self._buffer('confidence', (height, width), np.float32),
+                interpolation=cv2.INTER_LINEAR)
+        if probabilities:
+            class_probability = self._buffer(
+                'probabilities', (result.probabilities.shape[0], height, width), np.float32)
+            for channel, plane in zip(class_probability, result.probabilities):
+                cv2.resize(plane, full, dst=channel, interpolation=cv2.INTER_LINEAR)
+        return SegResult(labels, max_probability, class_probability)

@@ -1,0 +1,1 @@
+"""Training, export and quantisation tooling (needs the ``train`` extra: torch)."""

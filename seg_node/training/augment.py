@@ -1,0 +1,71 @@
+"""Training-time augmentation of (image, label) pairs: scale, crop, flip and colour jitter."""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation ranges.
+
+    Attributes:
+        crop: (height, width) of the training crops.
+        scale: (min, max) random rescale factor applied before cropping.
+        brightness: max relative brightness change.
+        contrast: max relative contrast change.
+        saturation: max relative saturation change.
+    """
+
+    crop: tuple[int, int] = (288, 288)
+    scale: tuple[float, float] = (0.6, 1.6)
+    brightness: float = 0.3
+    contrast: float = 0.3
+    saturation: float = 0.3
+
+
+def augment(image: np.ndarray, label: np.ndarray, config: AugmentConfig,
+            rng: np.random.Generator, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return one augmented crop.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        label: (H, W) uint8 class ids.
+        config: augmentation ranges.
+        rng: random generator (the only source of randomness, for reproducibility).
+        ignore_index: label id written where the crop extends past the scaled image.
+
+    Returns:
+        (crop_h, crop_w, 3) uint8 image and (crop_h, crop_w) uint8 label.
+    """
+    scale = rng.uniform(*config.scale)
+    height, width = label.shape
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    label = cv2.resize(label, size, interpolation=cv2.INTER_NEAREST)
+    crop_h, crop_w = config.crop
+    pad_h, pad_w = max(crop_h - size[1], 0), max(crop_w - size[0], 0)
+    if pad_h or pad_w:
+        image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=0)
+        label = cv2.copyMakeBorder(label, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT,
+                                   value=ignore_index)
+    top = rng.integers(0, label.shape[0] - crop_h + 1)
+    left = rng.integers(0, label.shape[1] - crop_w + 1)
+    image = image[top:top + crop_h, left:left + crop_w]
+    label = label[top:top + crop_h, left:left + crop_w]
+    if rng.random() < 0.5:
+        image, label = image[:, ::-1], label[:, ::-1]
+    return jitter_colour(image, config, rng), np.ascontiguousarray(label)
+
+
+def jitter_colour(image: np.ndarray, config: AugmentConfig,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Randomly change brightness, contrast and saturation of a (H, W, 3) uint8 image."""
+    x = image.astype(np.float32)
+    x *= 1.0 + rng.uniform(-config.brightness, config.brightness)
+    mean = x.mean()
+    x = (x - mean) * (1.0 + rng.uniform(-config.contrast, config.contrast)) + mean
+    grey = x.mean(axis=2, keepdims=True)
+    x = (x - grey) * (1.0 + rng.uniform(-config.saturation, config.saturation)) + grey
+    return np.clip(x, 0, 255).astype(np.uint8)

@@ -1,0 +1,157 @@
+"""Train a segmentation network on CamVid-format data (``seg_tool train``).
+
+Cross-entropy with void ignored and median-frequency class weights, scale/crop/flip/colour
+augmentation, AdamW with a one-cycle schedule, bf16 autocast on CPU, per-epoch checkpoints
+(``last.pt``, resumable) and val mIoU through the same deploy graph that is exported.
+"""
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from seg_node.classes import DEFAULT_CLASSES_PATH, load_classes
+from seg_node.dataset import channel_statistics, load_split, median_frequency_weights
+from seg_node.evaluation import evaluate_backend
+from seg_node.inference.torch import TorchBackend
+from seg_node.metrics import format_table
+from seg_node.models.architectures import build_model
+from seg_node.models.deploy import DeployModel
+from seg_node.training.augment import augment, AugmentConfig
+
+LOSS_IGNORE = 255
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in every checkpoint)."""
+
+    data: str
+    output: str
+    arch: str = 'fast'
+    classes: str = str(DEFAULT_CLASSES_PATH)
+    epochs: int = 150
+    batch_size: int = 8
+    crop: int = 288
+    scale_min: float = 0.6
+    scale_max: float = 1.6
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    bf16: bool = False
+    eval_every: int = 5
+    threads: int = 0
+    train_limit: int | None = None
+    val_limit: int | None = None
+
+
+def _batch(data, indices: np.ndarray, augmentation: AugmentConfig, rng: np.random.Generator,
+           ignore_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    pairs = [augment(data.images[i], data.labels[i], augmentation, rng, ignore_index)
+             for i in indices]
+    images = torch.from_numpy(np.stack([image for image, _ in pairs]))
+    labels = torch.from_numpy(np.stack([label for _, label in pairs])).long()
+    return images, labels
+
+
+def _save(path: Path, payload: dict) -> None:
+    partial = path.with_suffix('.tmp')
+    torch.save(payload, partial)
+    partial.replace(path)
+
+
+def train(config: TrainConfig, resume: bool = False) -> dict:
+    """Run training; return the last evaluation record.
+
+    Writes ``last.pt`` (every epoch), ``best.pt`` (best val mIoU) and ``log.jsonl`` into
+    ``config.output``. With ``resume`` it continues from ``last.pt`` there.
+    """
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    classes = load_classes(config.classes)
+    train_data = load_split(Path(config.data), 'train', config.train_limit)
+    val_data = load_split(Path(config.data), 'val', config.val_limit)
+    mean, std = channel_statistics(train_data.images)
+    class_weights = torch.from_numpy(median_frequency_weights(train_data.labels, classes))
+    network = build_model(config.arch, classes.num_classes).to(memory_format=torch.channels_last)
+    deploy = DeployModel(network, mean, std)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, len(train_data.images) // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch,
+        pct_start=0.1)
+    augmentation = AugmentConfig(crop=(config.crop, config.crop),
+                                 scale=(config.scale_min, config.scale_max))
+    model_config = {'arch': config.arch, 'num_classes': classes.num_classes,
+                    'class_names': list(classes.names), 'mean': mean, 'std': std}
+    start_epoch, best_miou, record = 0, -1.0, {}
+    if resume and (output / 'last.pt').exists():
+        state = torch.load(output / 'last.pt', map_location='cpu', weights_only=False)
+        network.load_state_dict(state['model'])
+        optimizer.load_state_dict(state['optimizer'])
+        scheduler.load_state_dict(state['scheduler'])
+        rng.bit_generator.state = state['numpy_rng']
+        torch.set_rng_state(state['torch_rng'])
+        start_epoch, best_miou = state['epoch'], state['best_miou']
+        print(f'resumed {output / "last.pt"} at epoch {start_epoch}', flush=True)
+    for epoch in range(start_epoch, config.epochs):
+        network.train()
+        order = rng.permutation(len(train_data.images))
+        started = time.perf_counter()
+        losses = []
+        bar = tqdm(range(steps_per_epoch), desc=f'epoch {epoch + 1}/{config.epochs}',
+                   leave=False, disable=None)
+        for step in bar:
+            indices = order[step * config.batch_size:(step + 1) * config.batch_size]
+            images, labels = _batch(train_data, indices, augmentation, rng,
+                                    classes.ignore_index)
+            labels[labels >= classes.num_classes] = LOSS_IGNORE
+            inputs = deploy.normalise(images).contiguous(memory_format=torch.channels_last)
+            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=config.bf16):
+                logits = network(inputs)
+            loss = F.cross_entropy(logits.float(), labels, weight=class_weights,
+                                   ignore_index=LOSS_IGNORE)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f'{np.mean(losses[-20:]):.3f}')
+        record = {'epoch': epoch + 1, 'loss': round(float(np.mean(losses)), 4),
+                  'lr': scheduler.get_last_lr()[0],
+                  'epoch_s': round(time.perf_counter() - started, 1)}
+        last_epoch = epoch + 1 == config.epochs
+        if config.eval_every and ((epoch + 1) % config.eval_every == 0 or last_epoch):
+            network.eval()
+            matrix, _ = evaluate_backend(TorchBackend(None, model=deploy),
+                                         zip(val_data.images, val_data.labels),
+                                         classes.num_classes)
+            scores = matrix.scores()
+            record['val_miou'] = round(scores.miou, 4)
+            record['val_iou'] = {name: round(float(v), 4)
+                                 for name, v in zip(classes.names, scores.iou)}
+            if last_epoch:
+                print(format_table(scores, classes.names), flush=True)
+        checkpoint = {'model': network.state_dict(), 'config': model_config,
+                      'train_config': asdict(config), 'epoch': epoch + 1,
+                      'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
+                      'numpy_rng': rng.bit_generator.state, 'torch_rng': torch.get_rng_state(),
+                      'best_miou': best_miou, 'record': record}
+        if record.get('val_miou', -1.0) > best_miou:
+            best_miou = checkpoint['best_miou'] = record['val_miou']
+            _save(output / 'best.pt', checkpoint)
+        _save(output / 'last.pt', checkpoint)
+        with open(output / 'log.jsonl', 'a') as log:
+            log.write(json.dumps(record) + '\n')
+        print(' '.join(f'{k}={v}' for k, v in record.items() if k != 'val_iou'), flush=True)
+    return record
