@@ -20,6 +20,7 @@ class ClassList:
         names: class names; class id i is ``names[i]``.
         palette: (K, 3) uint8 RGB colour of each class.
         ignore_index: label id that losses and metrics skip (may be >= K).
+
     """
 
     names: tuple[str, ...]
@@ -43,6 +44,7 @@ def load_classes(path: str | Path = DEFAULT_CLASSES_PATH) -> ClassList:
 
     Raises:
         ModelLoadError: the file is missing or malformed.
+
     """
     path = Path(path)
     try:

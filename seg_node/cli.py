@@ -55,7 +55,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     classes = load_classes(args.classes)
     backend = _backend_for(args.model, args.backend, args.threads)
     data = load_split(args.data, args.split, args.limit)
-    matrix, latencies = evaluate_backend(backend, zip(data.images, data.labels),
+    matrix, latencies = evaluate_backend(backend, zip(data.images, data.labels, strict=True),
                                          classes.num_classes)
     scores = matrix.scores()
     print(format_table(scores, classes.names))

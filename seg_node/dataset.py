@@ -18,6 +18,7 @@ class LabelledImages:
         names: frame file names, in split-file order.
         images: list of (H, W, 3) uint8 RGB images.
         labels: list of (H, W) uint8 class ids (the class file's ignore id for void).
+
     """
 
     names: list[str]
@@ -48,6 +49,7 @@ def split_pairs(source: Path, split: str = 'val') -> list[tuple[Path, Path]]:
         source: a split file (``image label`` per line, relative to its folder), or a
             CamVid-format root holding ``<split>.txt`` (or ``<split>/`` and ``<split>annot/``).
         split: split name used when ``source`` is a folder.
+
     """
     if source.is_dir():
         split_file = source / f'{split}.txt'

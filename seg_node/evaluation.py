@@ -30,6 +30,7 @@ def evaluate_backend(backend: Backend, frames: Iterable[tuple[np.ndarray, np.nda
 
     Returns:
         The confusion matrix and each frame's inference time in seconds.
+
     """
     matrix = ConfusionMatrix(num_classes)
     latencies = []

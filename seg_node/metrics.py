@@ -18,6 +18,7 @@ class Scores:
         pixel_accuracy: correctly labelled / all scored pixels.
         class_accuracy: (K,) float64 per-class recall; NaN where the class never occurs.
         mean_class_accuracy: mean of the finite entries of ``class_accuracy``.
+
     """
 
     iou: np.ndarray
@@ -49,6 +50,7 @@ class ConfusionMatrix:
         Args:
             truth: integer class ids of any shape; ids outside 0..K-1 are ignored.
             prediction: predicted class ids, same shape as ``truth``.
+
         """
         if truth.shape != prediction.shape:
             raise ValueError(f'truth {truth.shape} and prediction {prediction.shape} differ')
@@ -82,7 +84,8 @@ def format_table(scores: Scores, class_names: tuple[str, ...] | list[str]) -> st
     """Render per-class IoU and the summary metrics as a plain-text table."""
     width = max(len(name) for name in class_names)
     lines = [f'{"class":<{width}}  {"IoU":>6}  {"acc":>6}']
-    for name, iou, accuracy in zip(class_names, scores.iou, scores.class_accuracy):
+    rows = zip(class_names, scores.iou, scores.class_accuracy, strict=True)
+    for name, iou, accuracy in rows:
         lines.append(f'{name:<{width}}  {iou:6.3f}  {accuracy:6.3f}')
     lines.append(f'{"mIoU":<{width}}  {scores.miou:6.3f}')
     lines.append(f'{"pixel accuracy":<{width}}  {scores.pixel_accuracy:6.3f}')
@@ -97,7 +100,8 @@ def scores_to_dict(scores: Scores, class_names: tuple[str, ...] | list[str]) -> 
 
     return {
         'miou': clean(scores.miou),
-        'per_class_iou': {name: clean(v) for name, v in zip(class_names, scores.iou)},
+        'per_class_iou': {name: clean(iou)
+                          for name, iou in zip(class_names, scores.iou, strict=True)},
         'pixel_accuracy': clean(scores.pixel_accuracy),
         'mean_class_accuracy': clean(scores.mean_class_accuracy),
     }

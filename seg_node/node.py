@@ -4,6 +4,7 @@ Conversion, inference and rendering live in plain modules; this file only wires 
 topics. Inference runs on a worker thread fed by a one-frame slot (newest frame wins).
 """
 
+import sys
 import threading
 import time
 from collections import deque
@@ -120,8 +121,9 @@ class SegNode(Node):
         read_only = {'read_only': True}
         string = Parameter.Type.STRING.value
         integer = Parameter.Type.INTEGER.value
-        self.declare_parameter('model', str(DEFAULT_MODEL_PATH), _descriptor(
-            'ONNX model of the seg_node contract', type=string, **read_only))
+        self.declare_parameter('model', '', _descriptor(
+            'ONNX model of the seg_node contract; empty: the bundled CamVid model',
+            type=string, **read_only))
         self.declare_parameter('classes', '', _descriptor(
             'class YAML (names, palette); empty: classes.yaml next to the model, else the '
             'bundled CamVid file', type=string, **read_only))
@@ -133,7 +135,7 @@ class SegNode(Node):
             'weight of the class colours in ~/overlay', floating_point_range=[
                 FloatingPointRange(from_value=0.0, to_value=1.0)]))
         self.declare_parameter('inference_size', [0, 0], _descriptor(
-            '[H, W] the network sees; [0, 0]: the model\'s training size',
+            "[H, W] the network sees; [0, 0]: the model's training size",
             type=Parameter.Type.INTEGER_ARRAY.value, **read_only))
         self.declare_parameter('input_reliability', 'auto', _descriptor(
             'auto (match the camera publishers) | reliable | best_effort', type=string,
@@ -151,7 +153,7 @@ class SegNode(Node):
             'model', 'classes', 'backend', 'image_transport', 'overlay_alpha',
             'inference_size', 'input_reliability', 'input_depth', 'output_depth',
             'num_threads')}
-        model = Path(value['model']).expanduser()
+        model = Path(value['model']).expanduser() if value['model'] else DEFAULT_MODEL_PATH
         classes = Path(value['classes']).expanduser() if value['classes'] else (
             model.parent / 'classes.yaml' if (model.parent / 'classes.yaml').exists()
             else DEFAULT_CLASSES_PATH)
@@ -288,3 +290,7 @@ def main(args: list[str] | None = None) -> int:
         rclpy.logging.get_logger('seg_node').fatal(str(err))
         return 1
     return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -20,6 +20,7 @@ class Segmenter:
         Args:
             backend: the inference backend.
             inference_size: (H, W) the network sees; None runs frames at their own size.
+
         """
         self.backend = backend
         self.inference_size = inference_size
@@ -45,6 +46,7 @@ class Segmenter:
 
         Returns:
             Outputs at the frame's (H, W); the arrays are reused by the next call.
+
         """
         height, width = rgb.shape[:2]
         size = self.inference_size
@@ -55,8 +57,8 @@ class Segmenter:
                            interpolation=cv2.INTER_AREA)
         result = self.backend.infer(small, confidence, probabilities)
         full = (width, height)
-        labels = cv2.resize(result.labels, full, dst=self._buffer('labels', (height, width),
-                                                                   np.uint8),
+        labels = cv2.resize(result.labels, full,
+                            dst=self._buffer('labels', (height, width), np.uint8),
                             interpolation=cv2.INTER_NEAREST_EXACT)
         max_probability = class_probability = None
         if confidence:
@@ -67,6 +69,6 @@ class Segmenter:
         if probabilities:
             class_probability = self._buffer(
                 'probabilities', (result.probabilities.shape[0], height, width), np.float32)
-            for channel, plane in zip(class_probability, result.probabilities):
+            for channel, plane in zip(class_probability, result.probabilities, strict=True):
                 cv2.resize(plane, full, dst=channel, interpolation=cv2.INTER_LINEAR)
         return SegResult(labels, max_probability, class_probability)

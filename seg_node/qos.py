@@ -16,6 +16,7 @@ def choose_reliability(publisher_reliabilities: Iterable[ReliabilityPolicy]) -> 
 
     Returns:
         'reliable' or 'best_effort'.
+
     """
     reliabilities = list(publisher_reliabilities)
     if reliabilities and all(r == ReliabilityPolicy.RELIABLE for r in reliabilities):
@@ -31,6 +32,6 @@ def input_qos(reliability: str, depth: int) -> QoSProfile:
 
 
 def output_qos(depth: int) -> QoSProfile:
-    """Return the output profile: reliable keep-last ``depth`` (RViz and best-effort both match)."""
+    """Return the output profile: reliable keep-last ``depth`` (RViz and best effort match)."""
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
                       reliability=ReliabilityPolicy.RELIABLE)

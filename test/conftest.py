@@ -39,7 +39,7 @@ def camvid_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
     """Return the real CamVid (image, label) fixtures: (H, W, 3) uint8 RGB, (H, W) uint8."""
     from seg_node.dataset import load_split
     data = load_split(CAMVID_FIXTURES, 'val')
-    return list(zip(data.images, data.labels))
+    return list(zip(data.images, data.labels, strict=True))
 
 
 @pytest.fixture(scope='session')

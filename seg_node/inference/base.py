@@ -22,6 +22,7 @@ class SegResult:
         labels: (H, W) uint8 class ids.
         confidence: (H, W) float32 probability of the chosen class, or None if not asked for.
         probabilities: (K, H, W) float32 class probabilities, or None if not asked for.
+
     """
 
     labels: np.ndarray
@@ -47,6 +48,7 @@ class Backend(Protocol):
         Returns:
             The outputs asked for; arrays may be reused by the next call, so copy them to
             keep them longer.
+
         """
 
 
@@ -86,6 +88,7 @@ def create_backend(name: str, model_path: str | Path, num_threads: int = 0,
     Raises:
         ConfigError: unknown backend name.
         ModelLoadError: the model cannot be loaded by that backend.
+
     """
     if name == 'auto':
         for candidate in AUTO_ORDER:

@@ -32,6 +32,7 @@ class ModelInfo:
         class_names: class names stored in the model, or None if absent.
         inference_size: (H, W) the model was trained at, or None if absent.
         arch: architecture name, or 'unknown'.
+
     """
 
     input_name: str
@@ -60,6 +61,7 @@ def check_contract(model_path: Path, inputs: dict[str, str],
 
     Raises:
         ModelLoadError: a name, type or the class axis does not match.
+
     """
     expected = {INPUT_NAME: inputs.get(INPUT_NAME)} | {
         name: outputs.get(name, (None, None))[0] for name in OUTPUT_NAMES}

@@ -33,6 +33,7 @@ class OnnxRuntimeBackend:
 
         Raises:
             ModelLoadError: the file is not a loadable ONNX model of the contract.
+
         """
         self.model_path = Path(model_path)
         options = ort.SessionOptions()
@@ -82,4 +83,3 @@ class OnnxRuntimeBackend:
         return SegResult(self._buffers[LABELS][0],
                          self._buffers[CONFIDENCE][0] if confidence else None,
                          self._buffers[PROBABILITIES][0] if probabilities else None)
-

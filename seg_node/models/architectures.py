@@ -62,6 +62,7 @@ def unpool2(values: torch.Tensor, pre_pool: torch.Tensor) -> torch.Tensor:
     Args:
         values: (N, C, H/2, W/2) decoder features.
         pre_pool: (N, C, H, W) encoder activation that was max-pooled.
+
     """
     pooled = F.max_pool2d(pre_pool, 2)
     switches = (pre_pool == upsample2(pooled)).to(values.dtype)
@@ -120,13 +121,13 @@ class MirroredDecoder(nn.Module):
         outs = (*widths[1:], widths[-1])
         self.blocks = nn.ModuleList(
             nn.Sequential(conv_bn_relu(c_in, c_in), conv_bn_relu(c_in, c_out))
-            for c_in, c_out in zip(widths, outs))
+            for c_in, c_out in zip(widths, outs, strict=True))
         self.out_channels = outs[-1]
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         """Decode ``VGGEncoder`` features back to full resolution."""
         x = features[-1]
-        for block, pre_pool in zip(self.blocks, reversed(features[:-1])):
+        for block, pre_pool in zip(self.blocks, reversed(features[:-1]), strict=True):
             x = unpool2(x, pre_pool) if self.unpool else upsample2(x)
             x = block(x)
         return x
@@ -162,7 +163,7 @@ class FastEncoder(nn.Module):
         self.widths = widths
         stages = []
         in_channels = 3
-        for width, count in zip(widths, blocks):
+        for width, count in zip(widths, blocks, strict=True):
             layers = [conv_bn_relu(in_channels, width, stride=2)]
             layers += [ResidualBlock(width) for _ in range(count)]
             stages.append(nn.Sequential(*layers))
@@ -190,7 +191,7 @@ class SkipDecoder(nn.Module):
         super().__init__()
         widths = tuple(reversed(encoder_widths))
         self.projections = nn.ModuleList(
-            conv_bn_relu(c_in, c_out, 1) for c_in, c_out in zip(widths, widths[1:]))
+            conv_bn_relu(c_in, c_out, 1) for c_in, c_out in zip(widths, widths[1:], strict=False))
         self.refine = nn.ModuleList(separable_conv_bn_relu(c, c) for c in widths[1:])
         self.out_channels = widths[-1]
 
@@ -198,7 +199,7 @@ class SkipDecoder(nn.Module):
         """Decode ``FastEncoder`` features to stride 2."""
         x = features[-1]
         for project, refine, skip in zip(self.projections, self.refine,
-                                         reversed(features[:-1])):
+                                         reversed(features[:-1]), strict=True):
             x = refine(upsample2(project(x)) + skip)
         return x
 
@@ -266,6 +267,7 @@ def build_model(arch: str, num_classes: int) -> SegmentationModel:
 
     Raises:
         ValueError: ``arch`` is not one of :data:`ARCHITECTURES`.
+
     """
     try:
         factory = ARCHITECTURES[arch]

@@ -23,7 +23,7 @@ class DeployModel(nn.Module):
         super().__init__()
         self.network = network
         scale = torch.tensor([1.0 / (255.0 * s) for s in std]).view(1, 3, 1, 1)
-        shift = torch.tensor([-m / s for m, s in zip(mean, std)]).view(1, 3, 1, 1)
+        shift = torch.tensor([-m / s for m, s in zip(mean, std, strict=True)]).view(1, 3, 1, 1)
         self.register_buffer('scale', scale)
         self.register_buffer('shift', shift)
 

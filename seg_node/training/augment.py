@@ -16,6 +16,7 @@ class AugmentConfig:
         brightness: max relative brightness change.
         contrast: max relative contrast change.
         saturation: max relative saturation change.
+
     """
 
     crop: tuple[int, int] = (288, 288)
@@ -38,6 +39,7 @@ def augment(image: np.ndarray, label: np.ndarray, config: AugmentConfig,
 
     Returns:
         (crop_h, crop_w, 3) uint8 image and (crop_h, crop_w) uint8 label.
+
     """
     scale = rng.uniform(*config.scale)
     height, width = label.shape

@@ -48,6 +48,7 @@ class ExportReport:
         label_agreement: fraction of pixels where ONNX Runtime and PyTorch labels agree.
         operators: sorted operator types used by the graph.
         unsupported: operators TensorRT's parser would reject (empty when fine).
+
     """
 
     path: Path
@@ -66,6 +67,7 @@ def export_onnx(model: DeployModel, path: Path, class_names: list[str] | tuple[s
         class_names: K class names, stored as metadata.
         inference_size: (H, W) the network was trained for; the node's default input size.
         arch: architecture name, stored as metadata.
+
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +108,7 @@ def verify_export(path: Path, model: DeployModel, images: list[np.ndarray]) -> E
         path: exported ONNX file.
         model: the PyTorch deploy model it came from.
         images: (H, W, 3) uint8 RGB frames to compare labels on.
+
     """
     onnx.checker.check_model(str(path), full_check=True)
     onnx_backend = OnnxRuntimeBackend(path)

@@ -134,12 +134,12 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         if config.eval_every and ((epoch + 1) % config.eval_every == 0 or last_epoch):
             network.eval()
             matrix, _ = evaluate_backend(TorchBackend(None, model=deploy),
-                                         zip(val_data.images, val_data.labels),
+                                         zip(val_data.images, val_data.labels, strict=True),
                                          classes.num_classes)
             scores = matrix.scores()
             record['val_miou'] = round(scores.miou, 4)
             record['val_iou'] = {name: round(float(v), 4)
-                                 for name, v in zip(classes.names, scores.iou)}
+                                 for name, v in zip(classes.names, scores.iou, strict=True)}
             if last_epoch:
                 print(format_table(scores, classes.names), flush=True)
         checkpoint = {'model': network.state_dict(), 'config': model_config,
