@@ -96,6 +96,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Stream the bundled CamVid sample through a real seg_node process."""
+    from seg_node.demo import run_demo
+    summary = run_demo(args.output, args.model, args.repeats)
+    return 0 if summary['frames'] and summary['exit_status'] == 0 else 1
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run a latency benchmark and print/write JSON."""
+    from seg_node import bench
+    if not args.backend:
+        result = bench.bench_e2e(args.model, args.frames, args.threads)
+    else:
+        from seg_node.inference.base import create_backend
+        backends = {}
+        for spec in args.backend:
+            name, _, model = spec.partition('=')
+            backend_name = name.split('-')[0]
+            backends[name] = create_backend(backend_name, Path(model) if model else args.model,
+                                            args.threads)
+        result = bench.bench_backends(backends, args.frames)
+    _write_json(args.json, result)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the seg_tool argument parser."""
     parser = argparse.ArgumentParser(prog='seg_tool', description=__doc__.splitlines()[0])
@@ -143,6 +168,23 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument('--data', type=Path, default=DEFAULT_DATA)
     export.add_argument('--parity-frames', type=int, default=8)
     export.set_defaults(func=cmd_export)
+
+    demo = commands.add_parser('demo', help='stream sample frames through seg_node')
+    demo.add_argument('--model', type=Path, default=DEFAULT_MODEL_PATH)
+    demo.add_argument('--output', type=Path, default=Path('demo_output'))
+    demo.add_argument('--repeats', type=int, default=2)
+    demo.set_defaults(func=cmd_demo)
+
+    bench = commands.add_parser('bench', help='latency benchmarks (JSON)')
+    bench.add_argument('--model', type=Path, default=DEFAULT_MODEL_PATH)
+    bench.add_argument('--frames', type=int, default=40)
+    bench.add_argument('--threads', type=int, default=2)
+    bench.add_argument('--backend', action='append', metavar='NAME[=MODEL]',
+                       help='compare backends instead of e2e, e.g. --backend onnxruntime '
+                            '--backend onnxruntime-int8=model_int8.onnx --backend '
+                            'torch=run/last.pt --backend tensorrt (repeatable)')
+    bench.add_argument('--json', help='write the JSON here (default: stdout)')
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -179,8 +179,8 @@ class SegNode(Node):
         return SetParametersResult(successful=True)
 
     def _subscribe(self, reliability: str) -> None:
-        if self.subscription is not None:
-            self.destroy_subscription(self.subscription)
+        """(Re-)subscribe the camera; the new subscription exists before the old one goes."""
+        previous = self.subscription
         message_type, topic = ((CompressedImage, 'image/compressed')
                                if self.settings.image_transport == 'compressed'
                                else (Image, 'image'))
@@ -188,6 +188,8 @@ class SegNode(Node):
             message_type, topic, self.slot.put,
             input_qos(reliability, self.settings.input_depth))
         self.input_reliability = reliability
+        if previous is not None:
+            self.destroy_subscription(previous)
 
     def _adapt_input_qos(self) -> None:
         publishers = self.get_publishers_info_by_topic(self.subscription.topic_name)
