@@ -15,7 +15,7 @@ import numpy as np
 from seg_node.dataset import load_split
 from seg_node.evaluation import latency_percentiles
 from seg_node.inference.base import Backend, create_backend
-from seg_node.ros_client import sample_dir, serving_node
+from seg_node.ros_client import PROFILE_VARIABLE, sample_dir, serving_node
 
 WARMUP = 5
 
@@ -55,7 +55,7 @@ def bench_e2e(model: Path, frames: int, threads: int, timeout: float = 30.0) -> 
             'ratio_p50': round(e2e_ms['p50'] / bare_ms['p50'], 3),
             'ratio_mean': round(e2e_ms['mean'] / bare_ms['mean'], 3),
             'node_exit_status': exit_status,
-            'fastdds_profile': os.environ['FASTDDS_DEFAULT_PROFILES_FILE'], **machine()}
+            'fastdds_profile': os.environ.get(PROFILE_VARIABLE, 'none'), **machine()}
 
 
 def bench_backends(backends: dict[str, Backend], frames: int) -> dict:

@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+from seg_node import cli_bags
+from seg_node import cli_tensorrt
 from seg_node.classes import DEFAULT_CLASSES_PATH, load_classes
 from seg_node.errors import SegNodeError
 from seg_node.models import DEFAULT_MODEL_PATH
@@ -121,6 +123,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_transport(args: argparse.Namespace) -> int:
+    """Measure frame delivery per size, camera QoS and DDS transport."""
+    from seg_node.transport import bench_transport, format_transport_table
+    result = bench_transport(args.model, args.frames, args.rate)
+    print(format_transport_table(result))
+    if args.json:
+        _write_json(args.json, result)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the seg_tool argument parser."""
     parser = argparse.ArgumentParser(prog='seg_tool', description=__doc__.splitlines()[0])
@@ -185,6 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
                             'torch=run/last.pt --backend tensorrt (repeatable)')
     bench.add_argument('--json', help='write the JSON here (default: stdout)')
     bench.set_defaults(func=cmd_bench)
+
+    transport = commands.add_parser('bench-transport',
+                                    help='frame delivery per size, camera QoS and transport')
+    transport.add_argument('--model', type=Path, default=DEFAULT_MODEL_PATH)
+    transport.add_argument('--frames', type=int, default=10)
+    transport.add_argument('--rate', type=float, default=3.0)
+    transport.add_argument('--json')
+    transport.set_defaults(func=cmd_bench_transport)
+    cli_bags.register(commands)
+    cli_tensorrt.register(commands)
     return parser
 
 

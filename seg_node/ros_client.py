@@ -26,6 +26,7 @@ from seg_node.errors import SegNodeError
 from seg_node.image_codec import encode_rgb
 
 CAMERA_TOPIC = '/camera/image_raw'
+PROFILE_VARIABLE = 'FASTDDS_DEFAULT_PROFILES_FILE'
 
 
 def stamp_key(header: object) -> tuple[int, int]:
@@ -81,9 +82,9 @@ class FrameClient(Node):
 
     def __init__(self, output_topics: list[str], camera_topic: str = CAMERA_TOPIC,
                  reliability: ReliabilityPolicy = ReliabilityPolicy.RELIABLE,
-                 **kwargs: object) -> None:
+                 name: str = 'seg_node_client', **kwargs: object) -> None:
         """Create the camera publisher and one reliable subscription per output topic."""
-        super().__init__('seg_node_client', **kwargs)
+        super().__init__(name, **kwargs)
         self.camera = self.create_publisher(Image, camera_topic,
                                             QoSProfile(depth=1, reliability=reliability))
         self._condition = threading.Condition()
@@ -111,18 +112,27 @@ class FrameClient(Node):
                       for info in self.get_subscriptions_info_by_topic(self.camera.topic_name))
         return settled and all(self.count_publishers(topic) for topic in self.received)
 
-    def send(self, rgb: np.ndarray, index: int, encoding: str = 'rgb8') -> tuple[
-            tuple[int, int], float]:
-        """Publish (H, W, 3) uint8 RGB as frame ``index``; return its stamp and send time."""
+    @staticmethod
+    def frame(rgb: np.ndarray, encoding: str = 'rgb8') -> Image:
+        """Build a camera Image (frame_id 'camera') from (H, W, 3) uint8 RGB."""
         raw = encode_rgb(rgb, encoding)
         msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding,
                     step=raw.shape[1])
         msg.data = raw.tobytes()
         msg.header.frame_id = 'camera'
+        return msg
+
+    def publish(self, msg: Image, index: int) -> tuple[tuple[int, int], float]:
+        """Stamp ``msg`` as frame ``index`` and publish it; return its stamp and send time."""
         msg.header.stamp.sec, msg.header.stamp.nanosec = 1_000_000 + index, 0
         sent = time.perf_counter()
         self.camera.publish(msg)
         return stamp_key(msg.header), sent
+
+    def send(self, rgb: np.ndarray, index: int, encoding: str = 'rgb8') -> tuple[
+            tuple[int, int], float]:
+        """Publish (H, W, 3) uint8 RGB as frame ``index``; return its stamp and send time."""
+        return self.publish(self.frame(rgb, encoding), index)
 
     def wait(self, stamp: tuple[int, int], timeout: float) -> dict[str, tuple[float, Image]]:
         """Wait until every output topic has a message with ``stamp``; return those seen."""
@@ -162,37 +172,70 @@ def sample_dir() -> Path:
 def prepare_environment() -> None:
     """Use a random local-only ROS domain and the shipped large-frame DDS profile.
 
-    Values the user has set are kept; child processes inherit the result.
+    Values already set are kept (``FASTDDS_DEFAULT_PROFILES_FILE=none`` removes the profile:
+    default transports); child processes inherit the result.
     """
     defaults = {'ROS_DOMAIN_ID': str(random.randint(1, 200)),
                 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
-                'FASTDDS_DEFAULT_PROFILES_FILE': str(config_file(FASTDDS_PROFILE_NAME))}
+                PROFILE_VARIABLE: str(config_file(FASTDDS_PROFILE_NAME))}
     for name, value in defaults.items():
         if not os.environ.get(name):
             os.environ[name] = value
+    if os.environ[PROFILE_VARIABLE] == 'none':
+        del os.environ[PROFILE_VARIABLE]
+
+
+class LiveSession:
+    """A seg_node process plus one camera client in this process, on a private context."""
+
+    def __init__(self, node: NodeProcess, context: rclpy.Context,
+                 executor: SingleThreadedExecutor) -> None:
+        """Hold the running node process and the spinning executor."""
+        self.node = node
+        self.context = context
+        self.executor = executor
+        self.client: FrameClient | None = None
+        self.clients = 0
+
+    def connect(self, output_topics: list[str],
+                reliability: ReliabilityPolicy = ReliabilityPolicy.RELIABLE,
+                timeout: float = 30.0) -> FrameClient:
+        """Replace the camera client by one with ``reliability``; wait until it is served.
+
+        Raises:
+            SegNodeError: the node exited or did not connect within ``timeout`` seconds.
+        """
+        if self.client is not None:
+            self.executor.remove_node(self.client)
+            self.client.destroy_node()
+        self.clients += 1
+        self.client = FrameClient(output_topics, reliability=reliability,
+                                  name=f'seg_node_client_{self.clients}', context=self.context)
+        self.executor.add_node(self.client)
+        if not wait_until(self.client.connected, timeout, self.node):
+            raise SegNodeError(f'seg_node did not connect within {timeout:.0f} s')
+        return self.client
+
+
+@contextmanager
+def live_session(parameters: dict[str, object]) -> Iterator[LiveSession]:
+    """Start seg_node as a process with ``parameters`` beside a spinning client context."""
+    prepare_environment()
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    try:
+        with NodeProcess(parameters) as node:
+            yield LiveSession(node, context, executor)
+    finally:
+        executor.shutdown()
+        rclpy.shutdown(context=context)
 
 
 @contextmanager
 def serving_node(parameters: dict[str, object], output_topics: list[str],
                  timeout: float = 30.0) -> Iterator[tuple[FrameClient, NodeProcess]]:
-    """Start seg_node as a process and a connected :class:`FrameClient` spinning beside it.
-
-    Raises:
-        SegNodeError: the node exited or did not connect within ``timeout`` seconds.
-    """
-    prepare_environment()
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    client = FrameClient(output_topics, context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(client)
-    threading.Thread(target=executor.spin, daemon=True).start()
-    try:
-        with NodeProcess(parameters) as node:
-            if not wait_until(client.connected, timeout, node):
-                raise SegNodeError(f'seg_node did not connect within {timeout:.0f} s')
-            yield client, node
-    finally:
-        executor.shutdown()
-        client.destroy_node()
-        rclpy.shutdown(context=context)
+    """Start seg_node as a process and a connected reliable :class:`FrameClient`."""
+    with live_session(parameters) as session:
+        yield session.connect(output_topics, timeout=timeout), session.node
