@@ -82,7 +82,7 @@ class ConfusionMatrix:
 
 def format_table(scores: Scores, class_names: tuple[str, ...] | list[str]) -> str:
     """Render per-class IoU and the summary metrics as a plain-text table."""
-    width = max(len(name) for name in class_names)
+    width = max(len(name) for name in (*class_names, 'class accuracy'))
     lines = [f'{"class":<{width}}  {"IoU":>6}  {"acc":>6}']
     rows = zip(class_names, scores.iou, scores.class_accuracy, strict=True)
     for name, iou, accuracy in rows:

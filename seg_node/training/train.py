@@ -59,6 +59,31 @@ def _batch(data, indices: np.ndarray, augmentation: AugmentConfig, rng: np.rando
     return images, labels
 
 
+def training_step(network: torch.nn.Module, deploy: DeployModel, images: torch.Tensor,
+                  labels: torch.Tensor, optimizer: torch.optim.Optimizer,
+                  class_weights: torch.Tensor, bf16: bool = False) -> float:
+    """Run one optimisation step; return the batch's weighted cross-entropy.
+
+    Args:
+        network: the logits network (in train mode).
+        deploy: its deploy wrapper, used for the one shared input normalisation.
+        images: (N, H, W, 3) uint8 RGB crops.
+        labels: (N, H, W) int64 class ids, :data:`LOSS_IGNORE` where not scored.
+        optimizer: the optimiser over ``network``'s parameters.
+        class_weights: (K,) float32 loss weight per class.
+        bf16: autocast the forward pass to bfloat16.
+    """
+    inputs = deploy.normalise(images).contiguous(memory_format=torch.channels_last)
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+        logits = network(inputs)
+    loss = F.cross_entropy(logits.float(), labels, weight=class_weights,
+                           ignore_index=LOSS_IGNORE)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 def _save(path: Path, payload: dict) -> None:
     partial = path.with_suffix('.tmp')
     torch.save(payload, partial)
@@ -116,16 +141,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
             images, labels = _batch(train_data, indices, augmentation, rng,
                                     classes.ignore_index)
             labels[labels >= classes.num_classes] = LOSS_IGNORE
-            inputs = deploy.normalise(images).contiguous(memory_format=torch.channels_last)
-            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=config.bf16):
-                logits = network(inputs)
-            loss = F.cross_entropy(logits.float(), labels, weight=class_weights,
-                                   ignore_index=LOSS_IGNORE)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            losses.append(training_step(network, deploy, images, labels, optimizer,
+                                        class_weights, config.bf16))
             scheduler.step()
-            losses.append(loss.item())
             bar.set_postfix(loss=f'{np.mean(losses[-20:]):.3f}')
         record = {'epoch': epoch + 1, 'loss': round(float(np.mean(losses)), 4),
                   'lr': scheduler.get_last_lr()[0],

@@ -1,0 +1,68 @@
+"""One shared test class that every architecture passes: shapes, stride, export contract."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seg_node.inference.onnxruntime import OnnxRuntimeBackend
+from seg_node.models.architectures import ARCHITECTURES, build_model, OUTPUT_STRIDE, unpool2
+from seg_node.models.deploy import DeployModel
+from seg_node.training.export import export_onnx, operator_report, verify_export
+
+NUM_CLASSES = 11
+
+
+@pytest.fixture(scope='module', params=sorted(ARCHITECTURES))
+def network(request):
+    torch.manual_seed(0)
+    return request.param, build_model(request.param, NUM_CLASSES).eval()
+
+
+class TestArchitecture:
+    def test_logits_have_input_size_and_classes(self, network):
+        _, model = network
+        logits = model(torch.randn(2, 3, 64, 96))
+        assert logits.shape == (2, NUM_CLASSES, 64, 96)
+
+    def test_encoder_downsamples_sixteen_times(self, network):
+        _, model = network
+        deepest = model.encoder(torch.randn(1, 3, 64, 96))[-1]
+        assert deepest.shape[-2:] == (64 // OUTPUT_STRIDE, 96 // OUTPUT_STRIDE)
+
+    def test_export_follows_the_contract_at_odd_sizes(self, network, tmp_path, camvid_rgb):
+        name, model = network
+        deploy = DeployModel(model, (0.4, 0.4, 0.4), (0.3, 0.3, 0.3)).eval()
+        path = export_onnx(deploy, tmp_path / f'{name}.onnx', [str(i) for i in range(11)],
+                           (360, 480), name)
+        backend = OnnxRuntimeBackend(path)
+        assert backend.info.inference_size == (360, 480) and backend.info.arch == name
+        odd = np.ascontiguousarray(camvid_rgb[:361 - 2, :479])
+        result = backend.infer(odd, probabilities=True)
+        assert result.labels.shape == odd.shape[:2] and result.labels.dtype == np.uint8
+        assert result.confidence.dtype == np.float32
+        assert result.probabilities.shape == (NUM_CLASSES, *odd.shape[:2])
+        np.testing.assert_allclose(result.probabilities.sum(axis=0), 1.0, atol=1e-5)
+        np.testing.assert_allclose(result.probabilities.max(axis=0), result.confidence,
+                                   atol=1e-6)
+        batch = np.stack([camvid_rgb[:33, :45]] * 2)
+        outputs = backend.session.run(None, {'image': batch})
+        assert [o.shape for o in outputs] == [(2, 33, 45), (2, 33, 45), (2, 11, 33, 45)]
+        report = verify_export(path, deploy, [camvid_rgb])
+        assert report.label_agreement >= 0.999
+        assert report.unsupported == []
+        assert operator_report(path)[1] == []
+
+
+def test_segnet_unpooling_matches_index_unpooling_without_ties():
+    torch.manual_seed(0)
+    activation = torch.randn(2, 4, 8, 12)
+    pooled, indices = F.max_pool2d(activation, 2, return_indices=True)
+    values = torch.randn_like(pooled)
+    expected = F.max_unpool2d(values, indices, 2, output_size=activation.shape[-2:])
+    torch.testing.assert_close(unpool2(values, activation), expected)
+
+
+def test_unknown_architecture_names_the_choices():
+    with pytest.raises(ValueError, match='naive, decoder, segnet, fast'):
+        build_model('unet', NUM_CLASSES)

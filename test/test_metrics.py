@@ -1,0 +1,58 @@
+"""ConfusionMatrix maths against hand-computed matrices, including void and absent classes."""
+
+import math
+
+import numpy as np
+import pytest
+
+from seg_node.metrics import ConfusionMatrix, format_table, scores_to_dict
+
+VOID = 3
+
+
+def test_iou_and_accuracies_match_hand_computation():
+    truth = np.array([[0, 0, 1, 1], [2, 2, VOID, 0]])
+    prediction = np.array([[0, 1, 1, 1], [2, 0, 2, 0]])
+    matrix = ConfusionMatrix(3)
+    matrix.update(truth, prediction)
+    # rows truth, columns prediction; the void pixel (truth 3) is not counted.
+    np.testing.assert_array_equal(matrix.matrix, [[2, 1, 0], [0, 2, 0], [1, 0, 1]])
+    scores = matrix.scores()
+    np.testing.assert_allclose(scores.iou, [2 / 4, 2 / 3, 1 / 2])
+    assert scores.miou == pytest.approx((2 / 4 + 2 / 3 + 1 / 2) / 3)
+    assert scores.pixel_accuracy == pytest.approx(5 / 7)
+    np.testing.assert_allclose(scores.class_accuracy, [2 / 3, 1.0, 1 / 2])
+    assert scores.mean_class_accuracy == pytest.approx((2 / 3 + 1 + 1 / 2) / 3)
+
+
+def test_absent_class_is_excluded_from_the_mean_but_false_positives_count():
+    matrix = ConfusionMatrix(3)
+    matrix.update(np.array([0, 0, 1]), np.array([0, 0, 1]))
+    scores = matrix.scores()
+    assert math.isnan(scores.iou[2]) and scores.miou == 1.0
+    matrix.update(np.array([1]), np.array([2]))
+    scores = matrix.scores()
+    assert scores.iou[2] == 0.0
+    assert scores.miou == pytest.approx((1.0 + 1 / 2 + 0.0) / 3)
+
+
+def test_update_accumulates_and_merge_adds():
+    first, second = ConfusionMatrix(2), ConfusionMatrix(2)
+    first.update(np.array([0, 1]), np.array([0, 0]))
+    second.update(np.array([1, 1]), np.array([1, 1]))
+    first.merge(second)
+    np.testing.assert_array_equal(first.matrix, [[1, 0], [1, 2]])
+    with pytest.raises(ValueError, match='differ'):
+        first.update(np.zeros(2), np.zeros(3))
+
+
+def test_report_formats_table_and_json_without_nan():
+    matrix = ConfusionMatrix(2)
+    matrix.update(np.array([0, 0]), np.array([0, 0]))
+    payload = scores_to_dict(matrix.scores(), ['road', 'car'])
+    assert payload['per_class_iou'] == {'road': 1.0, 'car': None}
+    assert payload['miou'] == 1.0
+    table = format_table(matrix.scores(), ['road', 'car'])
+    assert table.splitlines()[1].split() == ['road', '1.000', '1.000']
+    assert table.splitlines()[2].split() == ['car', 'nan', 'nan']
+    assert table.splitlines()[3].split() == ['mIoU', '1.000']

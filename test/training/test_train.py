@@ -1,0 +1,92 @@
+"""A few training steps on real CamVid fixtures; export and evaluate agree on the result."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import CAMVID_FIXTURES
+from seg_node.classes import load_classes
+from seg_node.cli import main as seg_tool
+from seg_node.models.architectures import build_model
+from seg_node.models.deploy import DeployModel
+from seg_node.training.train import LOSS_IGNORE, train, TrainConfig, training_step
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory) -> Path:
+    """Make a CamVid-format folder whose train and val splits are the fixture frames."""
+    folder = tmp_path_factory.mktemp('camvid')
+    lines = [f'{CAMVID_FIXTURES / "val" / p.name} {CAMVID_FIXTURES / "valannot" / p.name}'
+             for p in sorted((CAMVID_FIXTURES / 'val').glob('*.png'))]
+    for split in ('train', 'val'):
+        (folder / f'{split}.txt').write_text('\n'.join(lines) + '\n')
+    return folder
+
+
+@pytest.fixture(scope='module')
+def run(data, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp('run')
+    train(TrainConfig(data=str(data), output=str(output), arch='fast', epochs=6,
+                      batch_size=2, crop=96, eval_every=3, threads=2, seed=3))
+    return output
+
+
+def losses(run_dir: Path) -> list[float]:
+    return [json.loads(line)['loss'] for line in (run_dir / 'log.jsonl').read_text().splitlines()]
+
+
+def test_a_few_steps_on_real_frames_lower_the_loss(camvid_pairs):
+    torch.manual_seed(0)
+    classes = load_classes()
+    network = build_model('fast', classes.num_classes).train()
+    deploy = DeployModel(network, (0.4, 0.4, 0.4), (0.3, 0.3, 0.3))
+    images = torch.from_numpy(np.stack([image[100:228, 200:328] for image, _ in camvid_pairs]))
+    labels = torch.from_numpy(np.stack([label[100:228, 200:328].astype(np.int64)
+                                        for _, label in camvid_pairs]))
+    labels[labels >= classes.num_classes] = LOSS_IGNORE
+    weights = torch.ones(classes.num_classes)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=3e-3)
+    history = [training_step(network, deploy, images, labels, optimizer, weights)
+               for _ in range(15)]
+    assert history[-1] < 0.7 * history[0]
+
+
+def test_training_run_writes_log_and_checkpoints(run):
+    assert len(losses(run)) == 6
+    assert (run / 'last.pt').exists() and (run / 'best.pt').exists()
+    records = [json.loads(line) for line in (run / 'log.jsonl').read_text().splitlines()]
+    assert 0.0 <= records[-1]['val_miou'] <= 1.0
+    assert set(records[-1]['val_iou']) >= {'pole', 'sign_symbol', 'pedestrian', 'bicyclist'}
+
+
+def test_same_seed_gives_the_same_run(run, data, tmp_path):
+    train(TrainConfig(data=str(data), output=str(tmp_path), arch='fast', epochs=6,
+                      batch_size=2, crop=96, eval_every=0, threads=2, seed=3))
+    assert losses(tmp_path) == pytest.approx(losses(run), rel=1e-4)
+
+
+def test_resume_continues_from_the_last_epoch(data, tmp_path, capsys):
+    config = TrainConfig(data=str(data), output=str(tmp_path), arch='fast', epochs=2,
+                         batch_size=2, crop=96, eval_every=0, threads=2)
+    train(config)
+    train(config, resume=True)
+    assert 'resumed' in capsys.readouterr().out
+    assert len(losses(tmp_path)) == 2
+
+
+def test_checkpoint_and_its_export_score_identically(run, data, tmp_path, capsys):
+    model = tmp_path / 'model.onnx'
+    assert seg_tool(['export', str(run / 'last.pt'), '--output', str(model),
+                     '--data', str(data), '--parity-frames', '2']) == 0
+    assert 'label agreement' in capsys.readouterr().out
+    scores = {}
+    for name, path in (('checkpoint', run / 'last.pt'), ('onnx', model)):
+        report = tmp_path / f'{name}.json'
+        assert seg_tool(['evaluate', '--model', str(path), '--data', str(data),
+                         '--json', str(report)]) == 0
+        scores[name] = json.loads(report.read_text())
+    assert scores['onnx']['frames'] == scores['checkpoint']['frames'] == 3
+    assert scores['onnx']['miou'] == pytest.approx(scores['checkpoint']['miou'], abs=1e-3)
