@@ -25,11 +25,10 @@ from rosbags.typesys import get_typestore, Stores
 from tqdm import tqdm
 
 from seg_node import image_codec
-from seg_node.classes import ClassList, DEFAULT_CLASSES_PATH, load_classes
+from seg_node.classes import ClassList
 from seg_node.dataset import read_label, read_rgb, split_pairs
 from seg_node.errors import BagError, ConfigError, ImageError
 from seg_node.evaluation import latency_percentiles
-from seg_node.inference.base import create_backend
 from seg_node.metrics import ConfusionMatrix, format_table, scores_to_dict
 from seg_node.pipeline import Segmenter
 from seg_node.render import colorize
@@ -286,38 +285,6 @@ def make_bag(source: Path, output: Path, split: str = 'val', rate: float = 10.0,
             writer.write(GROUND_TRUTH_TOPIC, IMAGE,
                          image_msg(header, read_label(label_path), 'mono8'), stamp)
     return len(pairs)
-
-
-def load_segmenter(model: Path, classes_path: Path | None = None, backend: str = 'auto',
-                   threads: int = 0, inference_size: tuple[int, int] | None = None,
-                   ) -> tuple[Segmenter, ClassList]:
-    """Load the model and class file the way seg_node does.
-
-    Args:
-        model: ONNX model of the seg_node contract.
-        classes_path: class YAML; None: classes.yaml next to the model, else the bundled one.
-        backend: 'auto' or a backend name (see create_backend).
-        threads: CPU inference threads; 0 lets the backend decide.
-        inference_size: (H, W) the network sees; None: the model's training size.
-
-    Raises:
-        ConfigError: the class file does not fit the model, or a bad inference size.
-        ModelLoadError: the model or class file cannot be loaded.
-
-    """
-    if classes_path is None:
-        beside = Path(model).parent / 'classes.yaml'
-        classes_path = beside if beside.exists() else DEFAULT_CLASSES_PATH
-    classes = load_classes(classes_path)
-    if inference_size is not None and min(inference_size) < 16:
-        raise ConfigError(f'inference size {inference_size} is invalid; give height and '
-                          'width of at least 16 each')
-    network = create_backend(backend, model, threads)
-    if network.info.num_classes != classes.num_classes:
-        raise ConfigError(f'model {model} has {network.info.num_classes} classes but the class '
-                          f'file {classes_path} lists {classes.num_classes}; pass the '
-                          'matching --classes')
-    return Segmenter(network, inference_size or network.info.inference_size), classes
 
 
 class StampPairing:

@@ -39,6 +39,12 @@ class ClassList:
         return lut
 
 
+def classes_beside(model_path: str | Path) -> Path:
+    """Return the default class file of a model: ``classes.yaml`` beside it, else the bundled."""
+    beside = Path(model_path).parent / 'classes.yaml'
+    return beside if beside.exists() else DEFAULT_CLASSES_PATH
+
+
 def load_classes(path: str | Path = DEFAULT_CLASSES_PATH) -> ClassList:
     """Read a class YAML file (``classes: [{name, color}]``, ``ignore_index``).
 

@@ -8,10 +8,9 @@ import argparse
 from pathlib import Path
 
 from seg_node.classes import DEFAULT_CLASSES_PATH
+from seg_node.inference.base import DEPLOY_BACKENDS
 from seg_node.models import DEFAULT_MODEL_PATH
 
-# The node's backend choices (seg_node.node.NODE_BACKENDS; importing it would load rclpy).
-BACKENDS = ('auto', 'onnxruntime', 'tensorrt')
 CAMERA_TOPIC = '/camera/image_raw'
 
 
@@ -26,7 +25,8 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
 
 def cmd_eval_bag(args: argparse.Namespace) -> int:
     """Score the node's inference path on a recorded bag."""
-    from seg_node.bags import evaluate_bag, load_segmenter, report
+    from seg_node.bags import evaluate_bag, report
+    from seg_node.pipeline import load_segmenter
     from seg_node.cli import _write_json
     segmenter, classes = load_segmenter(args.model, args.classes, args.backend, args.threads,
                                         args.inference_size and tuple(args.inference_size))
@@ -65,7 +65,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--classes', type=Path,
                         help='class YAML (default: classes.yaml next to the model, else the '
                         'bundled one)')
-    parser.add_argument('--backend', default='auto', choices=BACKENDS)
+    parser.add_argument('--backend', default='auto', choices=DEPLOY_BACKENDS)
     parser.add_argument('--threads', type=int, default=0, help='CPU threads; 0: all cores')
     parser.add_argument('--inference-size', type=int, nargs=2, metavar=('H', 'W'),
                         help="size the network sees (default: the model's training size)")

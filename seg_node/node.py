@@ -23,18 +23,17 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
 from seg_node import image_codec
-from seg_node.classes import DEFAULT_CLASSES_PATH, load_classes
 from seg_node.errors import ConfigError, SegNodeError
 from seg_node.evaluation import latency_percentiles
 from seg_node.frame_slot import FrameSlot
-from seg_node.inference.base import create_backend
+from seg_node.inference.base import DEPLOY_BACKENDS
+from seg_node.inference.engine_cache import PRECISIONS
 from seg_node.models import DEFAULT_MODEL_PATH
-from seg_node.pipeline import Segmenter
+from seg_node.pipeline import load_segmenter
 from seg_node.qos import choose_reliability, input_qos, output_qos, RELIABILITY_CHOICES
 from seg_node.render import Renderer
 from seg_node.ros_io import OutputImage
 
-NODE_BACKENDS = ('auto', 'onnxruntime', 'tensorrt')
 TRANSPORTS = ('raw', 'compressed')
 
 
@@ -43,8 +42,10 @@ class NodeSettings:
     """Validated node parameters."""
 
     model: Path
-    classes: Path
+    classes: Path | None
     backend: str
+    precision: str
+    build_engine: bool
     image_transport: str
     overlay_alpha: float
     inference_size: tuple[int, int] | None
@@ -73,15 +74,14 @@ class SegNode(Node):
         super().__init__('seg_node', **kwargs)
         self.settings = self._declare_parameters()
         settings = self.settings
-        self.classes = load_classes(settings.classes)
-        backend = create_backend(settings.backend, settings.model, settings.num_threads)
+        self.segmenter, self.classes = load_segmenter(
+            settings.model, settings.classes, settings.backend, settings.num_threads,
+            settings.inference_size, {'precision': settings.precision,
+                                      'build_engine_if_missing': settings.build_engine},
+            log=self.get_logger().info)
+        backend = self.segmenter.backend
         info = backend.info
-        if info.num_classes != self.classes.num_classes:
-            raise ConfigError(f'model {settings.model} has {info.num_classes} classes but the '
-                              f'class file {settings.classes} lists '
-                              f'{self.classes.num_classes}; pass the matching `classes`')
-        inference_size = settings.inference_size or info.inference_size
-        self.segmenter = Segmenter(backend, inference_size)
+        inference_size = self.segmenter.inference_size
         self.renderer = Renderer(self.classes, settings.overlay_alpha)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         qos = output_qos(settings.output_depth)
@@ -129,6 +129,12 @@ class SegNode(Node):
             'bundled CamVid file', type=string, **read_only))
         self.declare_parameter('backend', 'auto', _descriptor(
             'auto | onnxruntime | tensorrt', type=string, **read_only))
+        self.declare_parameter('precision', 'fp16', _descriptor(
+            'TensorRT engine precision: fp32 | fp16 | int8 (int8 needs a QDQ model)',
+            type=string, **read_only))
+        self.declare_parameter('build_engine_if_missing', False, _descriptor(
+            'TensorRT: build the engine at start when the cache has none',
+            type=Parameter.Type.BOOL.value, **read_only))
         self.declare_parameter('image_transport', 'raw', _descriptor(
             'raw (image) | compressed (image/compressed)', type=string, **read_only))
         self.declare_parameter('overlay_alpha', 0.5, _descriptor(
@@ -150,20 +156,21 @@ class SegNode(Node):
             'CPU inference threads; 0: all cores', type=integer, integer_range=[
                 IntegerRange(from_value=0, to_value=256)], **read_only))
         value = {name: self.get_parameter(name).value for name in (
-            'model', 'classes', 'backend', 'image_transport', 'overlay_alpha',
+            'model', 'classes', 'backend', 'precision', 'build_engine_if_missing',
+            'image_transport', 'overlay_alpha',
             'inference_size', 'input_reliability', 'input_depth', 'output_depth',
             'num_threads')}
         model = Path(value['model']).expanduser() if value['model'] else DEFAULT_MODEL_PATH
-        classes = Path(value['classes']).expanduser() if value['classes'] else (
-            model.parent / 'classes.yaml' if (model.parent / 'classes.yaml').exists()
-            else DEFAULT_CLASSES_PATH)
+        classes = Path(value['classes']).expanduser() if value['classes'] else None
         size = tuple(value['inference_size'])
         if len(size) != 2 or (size != (0, 0) and min(size) < 16):
             raise ConfigError(f'parameter inference_size={list(size)} is invalid; give '
                               '[height, width] of at least 16 each, or [0, 0]')
         return NodeSettings(
             model=model, classes=classes,
-            backend=_choice('backend', value['backend'], NODE_BACKENDS),
+            backend=_choice('backend', value['backend'], DEPLOY_BACKENDS),
+            precision=_choice('precision', value['precision'], PRECISIONS),
+            build_engine=value['build_engine_if_missing'],
             image_transport=_choice('image_transport', value['image_transport'], TRANSPORTS),
             overlay_alpha=float(value['overlay_alpha']),
             inference_size=None if size == (0, 0) else size,

@@ -5,10 +5,15 @@ outputs are resized back: labels with exact nearest-neighbour (class ids are nev
 confidences bilinearly. Resize buffers are allocated once per frame size.
 """
 
+from collections.abc import Callable
+from pathlib import Path
+
 import cv2
 import numpy as np
 
-from seg_node.inference.base import Backend, SegResult
+from seg_node.classes import ClassList, classes_beside, load_classes
+from seg_node.errors import ConfigError
+from seg_node.inference.base import Backend, create_backend, SegResult
 
 
 class Segmenter:
@@ -72,3 +77,35 @@ class Segmenter:
             for channel, plane in zip(class_probability, result.probabilities, strict=True):
                 cv2.resize(plane, full, dst=channel, interpolation=cv2.INTER_LINEAR)
         return SegResult(labels, max_probability, class_probability)
+
+
+def load_segmenter(model: Path, classes_path: Path | None = None, backend: str = 'auto',
+                   threads: int = 0, inference_size: tuple[int, int] | None = None,
+                   tensorrt_options: dict[str, object] | None = None,
+                   log: Callable[[str], None] | None = None) -> tuple[Segmenter, ClassList]:
+    """Load a model and its class file: the one set-up shared by the node and eval-bag.
+
+    Args:
+        model: ONNX model of the seg_node contract.
+        classes_path: class YAML; None: classes.yaml next to the model, else the bundled one.
+        backend: 'auto' or a backend name (see create_backend).
+        threads: CPU inference threads; 0 lets the backend decide.
+        inference_size: (H, W) the network sees; None: the model's training size.
+        tensorrt_options: options of the TensorRT backend (precision, ...).
+        log: receives backend progress and fallback lines.
+
+    Raises:
+        ConfigError: the class file does not fit the model, or a bad inference size.
+        ModelLoadError: the model or class file cannot be loaded.
+    """
+    classes_path = classes_path or classes_beside(model)
+    classes = load_classes(classes_path)
+    if inference_size is not None and min(inference_size) < 16:
+        raise ConfigError(f'inference size {list(inference_size)} is invalid; give height and '
+                          'width of at least 16 each')
+    network = create_backend(backend, model, threads, tensorrt_options, log)
+    if network.info.num_classes != classes.num_classes:
+        raise ConfigError(f'model {model} has {network.info.num_classes} classes but the class '
+                          f'file {classes_path} lists {classes.num_classes}; pass the '
+                          'matching class file')
+    return Segmenter(network, inference_size or network.info.inference_size), classes

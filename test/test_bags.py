@@ -15,7 +15,7 @@ from rosbags.typesys import get_typestore, Stores
 from conftest import CAMVID_FIXTURES
 from seg_node.bags import (BagWriter, CAMERA_TOPIC, COLOR_TOPIC, CONFIDENCE_TOPIC,
                            evaluate_bag, GROUND_TRUTH_TOPIC, image_msg, LABELS_TOPIC,
-                           load_segmenter, make_bag, make_header, open_bag, stamp_ns,
+                           make_bag, make_header, open_bag, stamp_ns,
                            StampPairing, TYPESTORE)
 from seg_node.classes import load_classes
 from seg_node.cli import main
@@ -23,6 +23,7 @@ from seg_node.dataset import load_split
 from seg_node.errors import BagError
 from seg_node.evaluation import evaluate_backend
 from seg_node.image_codec import encode_rgb
+from seg_node.pipeline import load_segmenter
 
 START_NS = 1_700_000_000 * 10**9
 PERIOD_NS = 500_000_000  # --rate 2

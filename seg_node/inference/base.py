@@ -1,6 +1,7 @@
 """The inference interface every backend implements, and the factory that picks one."""
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -59,7 +60,8 @@ BACKENDS: dict[str, tuple[str, str]] = {
     'tensorrt': ('seg_node.inference.tensorrt', 'TensorRTBackend'),
     'torch': ('seg_node.inference.torch', 'TorchBackend'),
 }
-AUTO_ORDER = ('tensorrt', 'onnxruntime')
+# What the node and eval-bag offer: torch is a development backend only.
+DEPLOY_BACKENDS = ('auto', 'onnxruntime', 'tensorrt')
 
 
 def _backend_class(name: str) -> type:
@@ -76,25 +78,34 @@ def backend_available(name: str) -> bool:
 
 
 def create_backend(name: str, model_path: str | Path, num_threads: int = 0,
-                   **options: object) -> Backend:
-    """Create the backend ``name`` (``auto`` picks the first available of TensorRT, ORT).
+                   tensorrt_options: dict[str, object] | None = None,
+                   log: Callable[[str], None] | None = None) -> Backend:
+    """Create the backend ``name``.
+
+    ``auto`` uses TensorRT when it is installed and a GPU is present and its engine can be
+    loaded (or built, with ``build_engine_if_missing``); otherwise ONNX Runtime, saying why
+    through ``log``.
 
     Args:
-        name: ``auto`` or a key of :data:`BACKENDS`.
+        name: one of :data:`DEPLOY_BACKENDS` or a key of :data:`BACKENDS`.
         model_path: ONNX model (or a torch checkpoint for ``torch``).
         num_threads: CPU threads for CPU backends; 0 lets the backend decide.
-        **options: backend-specific options (e.g. ``precision`` for TensorRT).
+        tensorrt_options: keyword options of the TensorRT backend (``precision``,
+            ``build_engine_if_missing``, ...).
+        log: receives progress and fallback lines.
 
     Raises:
         ConfigError: unknown backend name.
         ModelLoadError: the model cannot be loaded by that backend.
-
     """
     if name == 'auto':
-        for candidate in AUTO_ORDER:
-            if backend_available(candidate):
-                return create_backend(candidate, model_path, num_threads, **options)
-        raise ModelLoadError('no inference backend is available: install onnxruntime')
+        if backend_available('tensorrt'):
+            try:
+                return create_backend('tensorrt', model_path, num_threads, tensorrt_options, log)
+            except ModelLoadError as err:
+                if log is not None:
+                    log(f'backend auto: TensorRT not used ({err}); using onnxruntime')
+        return create_backend('onnxruntime', model_path, num_threads)
     if name not in BACKENDS:
         raise ConfigError(f'unknown backend {name!r}; valid choices: auto, '
                           + ', '.join(BACKENDS))
@@ -102,4 +113,9 @@ def create_backend(name: str, model_path: str | Path, num_threads: int = 0,
     if not model_path.is_file():
         raise ModelLoadError(f'model file {model_path} does not exist; pass an exported '
                              'ONNX model with the `model` parameter')
+    options: dict[str, object] = {}
+    if name == 'tensorrt':
+        options = dict(tensorrt_options or {})
+        if log is not None:
+            options.setdefault('log', log)
     return _backend_class(name)(model_path, num_threads=num_threads, **options)
