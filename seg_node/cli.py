@@ -35,7 +35,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, crop=args.crop,
         scale_min=args.scale[0], scale_max=args.scale[1], lr=args.lr,
         weight_decay=args.weight_decay, seed=args.seed, bf16=args.bf16,
-        eval_every=args.eval_every, threads=args.threads, train_limit=args.train_limit,
+        eval_every=args.eval_every, threads=args.threads, image_scale=args.image_scale,
+        train_limit=args.train_limit,
         val_limit=args.val_limit)
     record = train(config, resume=args.resume)
     print(json.dumps({k: v for k, v in record.items() if k != 'val_iou'}))
@@ -56,7 +57,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from seg_node.metrics import format_table, scores_to_dict
     classes = load_classes(args.classes)
     backend = _backend_for(args.model, args.backend, args.threads)
-    data = load_split(args.data, args.split, args.limit)
+    data = load_split(args.data, args.split, args.limit, args.image_scale)
     matrix, latencies = evaluate_backend(backend, zip(data.images, data.labels, strict=True),
                                          classes.num_classes)
     scores = matrix.scores()
@@ -95,6 +96,22 @@ def cmd_export(args: argparse.Namespace) -> int:
         print('seg_tool: error: ONNX and PyTorch labels agree on fewer than 99.9% of pixels',
               file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_complexity(args: argparse.Namespace) -> int:
+    """Print parameters and GFLOPs of architectures at an input size."""
+    from seg_node.models.architectures import ARCHITECTURES, build_model, OUTPUT_STRIDE
+    from seg_node.models.complexity import count_macs, count_parameters
+    height, width = (-(-side // OUTPUT_STRIDE) * OUTPUT_STRIDE for side in args.size)
+    report = {}
+    for arch in args.arch or ARCHITECTURES:
+        network = build_model(arch, load_classes(args.classes).num_classes)
+        report[arch] = {'parameters': count_parameters(network),
+                        'gflops': round(2 * count_macs(network, (1, 3, height, width)) / 1e9,
+                                        3),
+                        'input': [height, width]}
+    _write_json(args.json, report)
     return 0
 
 
@@ -154,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help='bf16 autocast (fast only on CPUs with native bf16)')
     train.add_argument('--eval-every', type=int, default=5)
     train.add_argument('--threads', type=int, default=0)
+    train.add_argument('--image-scale', type=float, default=1.0,
+                       help='resize the data set first (0.5: cheap same-budget ablations)')
     train.add_argument('--train-limit', type=int)
     train.add_argument('--val-limit', type=int)
     train.add_argument('--resume', action='store_true')
@@ -169,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument('--backend', default='onnxruntime')
     evaluate.add_argument('--threads', type=int, default=0)
     evaluate.add_argument('--limit', type=int)
+    evaluate.add_argument('--image-scale', type=float, default=1.0)
     evaluate.add_argument('--json')
     evaluate.set_defaults(func=cmd_evaluate)
 
@@ -180,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument('--data', type=Path, default=DEFAULT_DATA)
     export.add_argument('--parity-frames', type=int, default=8)
     export.set_defaults(func=cmd_export)
+
+    complexity = commands.add_parser('complexity', help='parameters and GFLOPs per arch')
+    complexity.add_argument('--arch', action='append')
+    complexity.add_argument('--size', type=int, nargs=2, default=(360, 480))
+    complexity.add_argument('--classes', type=Path, default=DEFAULT_CLASSES_PATH)
+    complexity.add_argument('--json')
+    complexity.set_defaults(func=cmd_complexity)
 
     demo = commands.add_parser('demo', help='stream sample frames through seg_node')
     demo.add_argument('--model', type=Path, default=DEFAULT_MODEL_PATH)

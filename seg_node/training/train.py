@@ -46,6 +46,7 @@ class TrainConfig:
     bf16: bool = False
     eval_every: int = 5
     threads: int = 0
+    image_scale: float = 1.0
     train_limit: int | None = None
     val_limit: int | None = None
 
@@ -103,8 +104,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     classes = load_classes(config.classes)
-    train_data = load_split(Path(config.data), 'train', config.train_limit)
-    val_data = load_split(Path(config.data), 'val', config.val_limit)
+    train_data = load_split(Path(config.data), 'train', config.train_limit, config.image_scale)
+    val_data = load_split(Path(config.data), 'val', config.val_limit, config.image_scale)
     mean, std = channel_statistics(train_data.images)
     class_weights = torch.from_numpy(median_frequency_weights(train_data.labels, classes))
     network = build_model(config.arch, classes.num_classes).to(memory_format=torch.channels_last)

@@ -66,3 +66,12 @@ def test_segnet_unpooling_matches_index_unpooling_without_ties():
 def test_unknown_architecture_names_the_choices():
     with pytest.raises(ValueError, match='naive, decoder, segnet, fast'):
         build_model('unet', NUM_CLASSES)
+
+
+def test_macs_of_a_single_convolution_are_counted_by_hand():
+    from seg_node.models.complexity import count_macs, count_parameters
+    layer = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    assert count_macs(layer, (1, 3, 10, 12)) == 8 * 10 * 12 * 3 * 9
+    depthwise = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)
+    assert count_macs(depthwise, (1, 8, 4, 4)) == 8 * 4 * 4 * 9
+    assert count_parameters(depthwise) == 8 * 9 + 8
