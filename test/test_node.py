@@ -11,23 +11,18 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from conftest import wait_for
 from seg_node.classes import load_classes
-from seg_node.image_codec import encode_rgb
 from seg_node.inference.onnxruntime import OnnxRuntimeBackend
 from seg_node.node import SegNode
+from seg_node.ros_client import FrameClient, image_array
 
 BEST_EFFORT = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 RELIABLE = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def image_msg(rgb: np.ndarray, stamp_sec: int, encoding: str = 'rgb8',
-              frame_id: str = 'camera') -> Image:
-    """Build a sensor_msgs/Image of ``rgb`` in ``encoding``."""
-    raw = encode_rgb(rgb, encoding)
-    msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding,
-                step=raw.shape[1])
-    msg.data = raw.tobytes()
+def image_msg(rgb: np.ndarray, stamp_sec: int, encoding: str = 'rgb8') -> Image:
+    """Build a camera Image of ``rgb`` in ``encoding`` stamped ``stamp_sec``."""
+    msg = FrameClient.frame(rgb, encoding)
     msg.header.stamp.sec = stamp_sec
-    msg.header.frame_id = frame_id
     return msg
 
 
@@ -55,13 +50,6 @@ class Probe(Node):
     def last(self, topic: str, stamp_sec: int):
         matches = [m for m in self.received[topic] if m.header.stamp.sec == stamp_sec]
         return matches[-1] if matches else None
-
-
-def as_array(msg: Image) -> np.ndarray:
-    dtype = np.float32 if msg.encoding == '32FC1' else np.uint8
-    channels = 3 if msg.encoding == 'rgb8' else 1
-    array = np.frombuffer(msg.data, dtype).reshape(msg.height, msg.width, channels)
-    return array[..., 0] if channels == 1 else array
 
 
 @pytest.fixture
@@ -95,18 +83,18 @@ def test_labels_and_confidences_match_the_model(ros_context, node, tiny_model, c
     expected = OnnxRuntimeBackend(tiny_model).infer(camvid_rgb, probabilities=True)
     assert labels_msg.header.frame_id == 'camera'
     assert (labels_msg.height, labels_msg.width, labels_msg.encoding) == (360, 480, 'mono8')
-    labels = as_array(labels_msg)
+    labels = image_array(labels_msg)
     np.testing.assert_array_equal(labels, expected.labels)
-    confidence = as_array(probe.last('/seg_node/confidence', 7))
+    confidence = image_array(probe.last('/seg_node/confidence', 7))
     assert 0.0 <= confidence.min() and confidence.max() <= 1.0
     np.testing.assert_allclose(confidence, expected.confidence, atol=1e-6)
-    road = as_array(probe.last('/seg_node/class_confidence/road', 7))
+    road = image_array(probe.last('/seg_node/class_confidence/road', 7))
     is_road = labels == classes.names.index('road')
     np.testing.assert_allclose(road[is_road], confidence[is_road], atol=1e-6)
     assert (road[~is_road] <= confidence[~is_road] + 1e-6).all()
-    color = as_array(probe.last('/seg_node/color', 7))
+    color = image_array(probe.last('/seg_node/color', 7))
     np.testing.assert_array_equal(color, classes.palette[labels])
-    overlay = as_array(probe.last('/seg_node/overlay', 7)).astype(int)
+    overlay = image_array(probe.last('/seg_node/overlay', 7)).astype(int)
     blend = 0.5 * camvid_rgb.astype(int) + 0.5 * color.astype(int)
     assert np.abs(overlay - blend).max() <= 1
 
@@ -134,7 +122,7 @@ def test_best_effort_subscriber_and_compressed_labels(ros_context, node, camvid_
     import cv2
     msg = probe.last('/seg_node/labels/compressed', 4)
     decoded = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_UNCHANGED)
-    labels = as_array(probe.last('/seg_node/labels', 4)) if probe.last(
+    labels = image_array(probe.last('/seg_node/labels', 4)) if probe.last(
         '/seg_node/labels', 4) else None
     assert decoded.shape == (360, 480)
     if labels is not None:
@@ -176,5 +164,23 @@ def test_large_frame_is_served_at_camera_size(ros_context, node, camvid_rgb):
     big = cv2.resize(camvid_rgb, (2880, 2160), interpolation=cv2.INTER_LINEAR)
     labels = send_until(probe, '/seg_node/labels', image_msg(big, 9))
     assert labels is not None and (labels.height, labels.width) == (2160, 2880)
-    values = np.unique(as_array(labels))
+    values = np.unique(image_array(labels))
     assert values.max() < 11
+
+
+def test_diagnostics_report_counts_latency_backend_and_model(ros_context, node, camvid_rgb,
+                                                             tiny_model):
+    from diagnostic_msgs.msg import DiagnosticArray
+    probe = ros_context.add(Probe(ros_context.context))
+    probe.listen('/seg_node/labels')
+    diagnostics = []
+    probe.create_subscription(DiagnosticArray, '/diagnostics', diagnostics.append, 10)
+    assert send_until(probe, '/seg_node/labels', image_msg(camvid_rgb, 21))
+    assert wait_for(lambda: any(
+        int(dict((kv.key, kv.value) for kv in d.status[0].values)['frames_served']) >= 1
+        for d in diagnostics), timeout=5)
+    values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
+    assert int(values['frames_in']) >= int(values['frames_served']) >= 1
+    assert float(values['latency_p50_ms']) > 0 and values['backend'] == 'onnxruntime'
+    assert values['model'] == str(tiny_model) and 'frames_dropped' in values
+    assert diagnostics[-1].status[0].name == 'seg_node: semantic segmentation'
