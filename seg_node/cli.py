@@ -35,6 +35,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, crop=args.crop,
         scale_min=args.scale[0], scale_max=args.scale[1], lr=args.lr,
         weight_decay=args.weight_decay, seed=args.seed, bf16=args.bf16,
+        hard_fraction=args.hard_fraction,
         eval_every=args.eval_every, threads=args.threads, image_scale=args.image_scale,
         train_limit=args.train_limit,
         val_limit=args.val_limit)
@@ -169,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--seed', type=int, default=0)
     train.add_argument('--bf16', action='store_true',
                        help='bf16 autocast (fast only on CPUs with native bf16)')
+    train.add_argument('--hard-fraction', type=float, default=1.0,
+                       help='online hard example mining: loss over the hardest fraction '
+                            'of pixels (e.g. 0.25); 1.0 = all pixels')
     train.add_argument('--eval-every', type=int, default=5)
     train.add_argument('--threads', type=int, default=0)
     train.add_argument('--image-scale', type=float, default=1.0,

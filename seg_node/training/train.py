@@ -44,6 +44,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     bf16: bool = False
+    hard_fraction: float = 1.0
     eval_every: int = 5
     threads: int = 0
     image_scale: float = 1.0
@@ -62,7 +63,8 @@ def _batch(data, indices: np.ndarray, augmentation: AugmentConfig, rng: np.rando
 
 def training_step(network: torch.nn.Module, deploy: DeployModel, images: torch.Tensor,
                   labels: torch.Tensor, optimizer: torch.optim.Optimizer,
-                  class_weights: torch.Tensor, bf16: bool = False) -> float:
+                  class_weights: torch.Tensor, bf16: bool = False,
+                  hard_fraction: float = 1.0) -> float:
     """Run one optimisation step; return the batch's weighted cross-entropy.
 
     Args:
@@ -73,12 +75,18 @@ def training_step(network: torch.nn.Module, deploy: DeployModel, images: torch.T
         optimizer: the optimiser over ``network``'s parameters.
         class_weights: (K,) float32 loss weight per class.
         bf16: autocast the forward pass to bfloat16.
+        hard_fraction: average the loss over only this fraction of scored pixels, the
+            ones with the highest loss (online hard example mining); 1.0 uses them all.
     """
     inputs = deploy.normalise(images).contiguous(memory_format=torch.channels_last)
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
         logits = network(inputs)
-    loss = F.cross_entropy(logits.float(), labels, weight=class_weights,
-                           ignore_index=LOSS_IGNORE)
+    pixel_losses = F.cross_entropy(logits.float(), labels, weight=class_weights,
+                                   ignore_index=LOSS_IGNORE, reduction='none')
+    scored = pixel_losses[labels != LOSS_IGNORE]
+    if hard_fraction < 1.0:
+        scored = scored.topk(max(1, int(hard_fraction * scored.numel()))).values
+    loss = scored.mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -143,7 +151,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
                                     classes.ignore_index)
             labels[labels >= classes.num_classes] = LOSS_IGNORE
             losses.append(training_step(network, deploy, images, labels, optimizer,
-                                        class_weights, config.bf16))
+                                        class_weights, config.bf16, config.hard_fraction))
             scheduler.step()
             bar.set_postfix(loss=f'{np.mean(losses[-20:]):.3f}')
         record = {'epoch': epoch + 1, 'loss': round(float(np.mean(losses)), 4),

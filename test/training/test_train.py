@@ -90,3 +90,21 @@ def test_checkpoint_and_its_export_score_identically(run, data, tmp_path, capsys
         scores[name] = json.loads(report.read_text())
     assert scores['onnx']['frames'] == scores['checkpoint']['frames'] == 3
     assert scores['onnx']['miou'] == pytest.approx(scores['checkpoint']['miou'], abs=1e-3)
+
+
+def test_hard_example_mining_averages_the_hardest_pixels(camvid_pairs):
+    classes = load_classes()
+    image, label = camvid_pairs[0]
+    images = torch.from_numpy(image[None, :128, :128].copy())
+    labels = torch.from_numpy(label[None, :128, :128].astype(np.int64))
+    labels[labels >= classes.num_classes] = LOSS_IGNORE
+    first_losses = {}
+    for fraction in (1.0, 0.25):
+        torch.manual_seed(0)
+        network = build_model('fast', classes.num_classes).train()
+        deploy = DeployModel(network, (0.4, 0.4, 0.4), (0.3, 0.3, 0.3))
+        optimizer = torch.optim.SGD(network.parameters(), lr=0.0)
+        first_losses[fraction] = training_step(network, deploy, images, labels, optimizer,
+                                               torch.ones(classes.num_classes),
+                                               hard_fraction=fraction)
+    assert first_losses[0.25] > first_losses[1.0]
