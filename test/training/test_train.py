@@ -94,9 +94,9 @@ def test_checkpoint_and_its_export_score_identically(run, data, tmp_path, capsys
 
 def test_hard_example_mining_averages_the_hardest_pixels(camvid_pairs):
     classes = load_classes()
-    image, label = camvid_pairs[0]
-    images = torch.from_numpy(image[None, :128, :128].copy())
-    labels = torch.from_numpy(label[None, :128, :128].astype(np.int64))
+    images = torch.from_numpy(np.stack([image[:128, :128] for image, _ in camvid_pairs]))
+    labels = torch.from_numpy(np.stack([label[:128, :128].astype(np.int64)
+                                        for _, label in camvid_pairs]))
     labels[labels >= classes.num_classes] = LOSS_IGNORE
     first_losses = {}
     for fraction in (1.0, 0.25):
