@@ -184,3 +184,22 @@ def test_diagnostics_report_counts_latency_backend_and_model(ros_context, node, 
     assert float(values['latency_p50_ms']) > 0 and values['backend'] == 'onnxruntime'
     assert values['model'] == str(tiny_model) and 'frames_dropped' in values
     assert diagnostics[-1].status[0].name == 'seg_node: semantic segmentation'
+
+
+def test_compressed_transport_serves_jpeg_frames(ros_context, tiny_model, camvid_rgb):
+    from seg_node.image_codec import decode_compressed, encode_compressed
+    compressed_node = ros_context.add(SegNode(
+        context=ros_context.context,
+        parameter_overrides=[Parameter('model', value=str(tiny_model)),
+                             Parameter('image_transport', value='compressed')],
+        cli_args=['--ros-args', '-r', 'image/compressed:=/camera/image_raw/compressed']))
+    assert compressed_node.subscription.topic_name == '/camera/image_raw/compressed'
+    probe = ros_context.add(Probe(ros_context.context))
+    probe.listen('/seg_node/labels')
+    msg = CompressedImage(format='jpeg')
+    msg.data = encode_compressed(camvid_rgb, 'jpeg')
+    msg.header.stamp.sec = 33
+    labels = send_until(probe, '/seg_node/labels', msg)
+    assert labels is not None and (labels.height, labels.width) == (360, 480)
+    expected = OnnxRuntimeBackend(tiny_model).infer(decode_compressed(msg)).labels
+    np.testing.assert_array_equal(image_array(labels), expected)
