@@ -12,7 +12,7 @@ from seg_node.dataset import load_split
 from seg_node.demo import run_demo
 from seg_node.inference.onnxruntime import OnnxRuntimeBackend
 from seg_node.metrics import ConfusionMatrix
-from seg_node.ros_client import prepare_environment, sample_dir
+from seg_node.ros_client import NodeProcess, prepare_environment, sample_dir
 
 
 def start_node(*parameters: str) -> subprocess.CompletedProcess:
@@ -62,3 +62,16 @@ def test_bench_e2e_reports_side_by_side_latencies(tiny_model):
     assert result['e2e_ms']['p50'] > 0 and result['bare_onnxruntime_ms']['p50'] > 0
     assert result['ratio_p50'] == pytest.approx(
         result['e2e_ms']['p50'] / result['bare_onnxruntime_ms']['p50'], abs=1e-3)
+
+
+def test_sigint_exits_zero_without_traceback(tiny_model):
+    prepare_environment()
+    with NodeProcess({'model': str(tiny_model)}) as node:
+        lines = []
+        while not any('serving' in line for line in lines):
+            line = node.process.stdout.readline()
+            assert line, f'seg_node ended early: {lines}'
+            lines.append(line)
+        assert node.stop() == 0
+        output = ''.join(lines) + node.process.stdout.read()
+    assert 'Traceback' not in output and 'KeyboardInterrupt' not in output
