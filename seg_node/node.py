@@ -17,7 +17,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
@@ -288,9 +288,13 @@ def main(args: list[str] | None = None) -> int:
     cv2.setNumThreads(1)
     try:
         with rclpy.init(args=args):
+            # The executor exists before the node announces itself, so a Ctrl-C at any
+            # point after start-up interrupts spinning, never a half-built executor.
+            executor = SingleThreadedExecutor()
             node = SegNode()
             try:
-                rclpy.spin(node)
+                executor.add_node(node)
+                executor.spin()
             finally:
                 node.close()
     except (KeyboardInterrupt, ExternalShutdownException):
