@@ -224,12 +224,20 @@ def live_session(parameters: dict[str, object]) -> Iterator[LiveSession]:
     context = rclpy.Context()
     rclpy.init(context=context)
     executor = SingleThreadedExecutor(context=context)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    session = None
     try:
         with NodeProcess(parameters) as node:
-            yield LiveSession(node, context, executor)
+            session = LiveSession(node, context, executor)
+            yield session
     finally:
+        # Stop spinning and release the nodes before the context: a thread still inside
+        # rcl at interpreter exit aborts the process.
         executor.shutdown()
+        spinner.join(timeout=5.0)
+        if session is not None and session.client is not None:
+            session.client.destroy_node()
         rclpy.shutdown(context=context)
 
 

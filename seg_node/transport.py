@@ -19,6 +19,7 @@ from rclpy.qos import ReliabilityPolicy
 
 from seg_node import config_file, FASTDDS_PROFILE_NAME
 from seg_node.dataset import load_split
+from seg_node.errors import SegNodeError
 from seg_node.evaluation import latency_percentiles
 from seg_node.ros_client import live_session, PROFILE_VARIABLE, sample_dir
 
@@ -67,7 +68,8 @@ def run_in_process(model: Path, trials: list[tuple[str, int, int]], frames: int,
     result = subprocess.run([sys.executable, '-m', 'seg_node.transport', request], env=env,
                             capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
-        raise RuntimeError(f'transport worker failed: {result.stderr.strip()[-500:]}')
+        raise SegNodeError('transport worker failed: '
+                           + result.stderr.strip().splitlines()[-1][-300:])
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
