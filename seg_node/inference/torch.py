@@ -48,8 +48,9 @@ class TorchBackend:
     def infer(self, image: np.ndarray, confidence: bool = True,
               probabilities: bool = False) -> SegResult:
         """Segment one (H, W, 3) uint8 RGB frame; see :class:`~seg_node.inference.Backend`."""
+        image = torch.from_numpy(np.ascontiguousarray(image))[None]
         labels, max_probability, class_probability = self.model(
-            torch.from_numpy(np.ascontiguousarray(image))[None])
-        return SegResult(labels[0].numpy(),
-                         max_probability[0].numpy() if confidence else None,
-                         class_probability[0].numpy() if probabilities else None)
+            image.to(self.model.scale.device))
+        return SegResult(labels[0].cpu().numpy(),
+                         max_probability[0].cpu().numpy() if confidence else None,
+                         class_probability[0].cpu().numpy() if probabilities else None)

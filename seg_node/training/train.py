@@ -45,6 +45,7 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = False
     hard_fraction: float = 1.0
+    device: str = 'auto'
     eval_every: int = 5
     threads: int = 0
     image_scale: float = 1.0
@@ -78,8 +79,10 @@ def training_step(network: torch.nn.Module, deploy: DeployModel, images: torch.T
         hard_fraction: average the loss over only this fraction of scored pixels, the
             ones with the highest loss (online hard example mining); 1.0 uses them all.
     """
+    device = deploy.scale.device
+    images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
     inputs = deploy.normalise(images).contiguous(memory_format=torch.channels_last)
-    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         logits = network(inputs)
     pixel_losses = F.cross_entropy(logits.float(), labels, weight=class_weights,
                                    ignore_index=LOSS_IGNORE, reduction='none')
@@ -115,9 +118,13 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     train_data = load_split(Path(config.data), 'train', config.train_limit, config.image_scale)
     val_data = load_split(Path(config.data), 'val', config.val_limit, config.image_scale)
     mean, std = channel_statistics(train_data.images)
-    class_weights = torch.from_numpy(median_frequency_weights(train_data.labels, classes))
-    network = build_model(config.arch, classes.num_classes).to(memory_format=torch.channels_last)
-    deploy = DeployModel(network, mean, std)
+    device = torch.device('cuda' if config.device == 'auto' and torch.cuda.is_available()
+                          else 'cpu' if config.device == 'auto' else config.device)
+    class_weights = torch.from_numpy(
+        median_frequency_weights(train_data.labels, classes)).to(device)
+    network = build_model(config.arch, classes.num_classes).to(
+        device, memory_format=torch.channels_last)
+    deploy = DeployModel(network, mean, std).to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(train_data.images) // config.batch_size)
