@@ -35,7 +35,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, crop=args.crop,
         scale_min=args.scale[0], scale_max=args.scale[1], lr=args.lr,
         weight_decay=args.weight_decay, seed=args.seed, bf16=args.bf16,
-        hard_fraction=args.hard_fraction, device=args.device,
+        hard_fraction=args.hard_fraction, class_weighting=args.class_weighting,
+        device=args.device,
         eval_every=args.eval_every, threads=args.threads, image_scale=args.image_scale,
         train_limit=args.train_limit,
         val_limit=args.val_limit)
@@ -173,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--hard-fraction', type=float, default=1.0,
                        help='online hard example mining: loss over the hardest fraction '
                             'of pixels (e.g. 0.25); 1.0 = all pixels')
+    train.add_argument('--class-weighting', default='median-frequency',
+                       choices=('median-frequency', 'sqrt-median-frequency', 'none'))
     train.add_argument('--eval-every', type=int, default=5)
     train.add_argument('--device', default='auto', help='auto (cuda when present) | cpu | cuda')
     train.add_argument('--threads', type=int, default=0)

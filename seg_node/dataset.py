@@ -105,15 +105,33 @@ def class_frequencies(labels: list[np.ndarray], classes: ClassList) -> np.ndarra
     return counts / max(counts.sum(), 1)
 
 
-def median_frequency_weights(labels: list[np.ndarray], classes: ClassList) -> np.ndarray:
-    """Return (K,) float32 median-frequency balancing weights (Eigen & Fergus, SegNet).
+CLASS_WEIGHTINGS = ('median-frequency', 'sqrt-median-frequency', 'none')
+
+
+def class_weights(labels: list[np.ndarray], classes: ClassList,
+                  weighting: str = 'median-frequency') -> np.ndarray:
+    """Return (K,) float32 loss weights balancing class frequencies.
+
+    Args:
+        labels: (H, W) uint8 label images of the training set.
+        classes: the class list (ids >= K are not counted).
+        weighting: 'median-frequency' (median / frequency: Eigen & Fergus, SegNet),
+            'sqrt-median-frequency' (its square root: rare classes favoured less, fewer
+            false positives on them) or 'none' (all 1).
 
     A class absent from the labels gets weight 0.
     """
+    if weighting not in CLASS_WEIGHTINGS:
+        raise ConfigError(f'unknown class weighting {weighting!r}; choose one of '
+                          + ', '.join(CLASS_WEIGHTINGS))
     frequency = class_frequencies(labels, classes)
     present = frequency > 0
     weights = np.zeros_like(frequency)
     weights[present] = np.median(frequency[present]) / frequency[present]
+    if weighting == 'sqrt-median-frequency':
+        weights = np.sqrt(weights)
+    elif weighting == 'none':
+        weights = present.astype(np.float64)
     return weights.astype(np.float32)
 
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from seg_node.classes import DEFAULT_CLASSES_PATH, load_classes
-from seg_node.dataset import channel_statistics, load_split, median_frequency_weights
+from seg_node.dataset import channel_statistics, class_weights, load_split
 from seg_node.evaluation import evaluate_backend
 from seg_node.inference.torch import TorchBackend
 from seg_node.metrics import format_table
@@ -45,6 +45,7 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = False
     hard_fraction: float = 1.0
+    class_weighting: str = 'median-frequency'
     device: str = 'auto'
     eval_every: int = 5
     threads: int = 0
@@ -64,7 +65,7 @@ def _batch(data, indices: np.ndarray, augmentation: AugmentConfig, rng: np.rando
 
 def training_step(network: torch.nn.Module, deploy: DeployModel, images: torch.Tensor,
                   labels: torch.Tensor, optimizer: torch.optim.Optimizer,
-                  class_weights: torch.Tensor, bf16: bool = False,
+                  loss_weights: torch.Tensor, bf16: bool = False,
                   hard_fraction: float = 1.0) -> float:
     """Run one optimisation step; return the batch's weighted cross-entropy.
 
@@ -74,7 +75,7 @@ def training_step(network: torch.nn.Module, deploy: DeployModel, images: torch.T
         images: (N, H, W, 3) uint8 RGB crops.
         labels: (N, H, W) int64 class ids, :data:`LOSS_IGNORE` where not scored.
         optimizer: the optimiser over ``network``'s parameters.
-        class_weights: (K,) float32 loss weight per class.
+        loss_weights: (K,) float32 loss weight per class.
         bf16: autocast the forward pass to bfloat16.
         hard_fraction: average the loss over only this fraction of scored pixels, the
             ones with the highest loss (online hard example mining); 1.0 uses them all.
@@ -84,7 +85,7 @@ def training_step(network: torch.nn.Module, deploy: DeployModel, images: torch.T
     inputs = deploy.normalise(images).contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         logits = network(inputs)
-    pixel_losses = F.cross_entropy(logits.float(), labels, weight=class_weights,
+    pixel_losses = F.cross_entropy(logits.float(), labels, weight=loss_weights,
                                    ignore_index=LOSS_IGNORE, reduction='none')
     scored = pixel_losses[labels != LOSS_IGNORE]
     if hard_fraction < 1.0:
@@ -120,8 +121,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     mean, std = channel_statistics(train_data.images)
     device = torch.device('cuda' if config.device == 'auto' and torch.cuda.is_available()
                           else 'cpu' if config.device == 'auto' else config.device)
-    class_weights = torch.from_numpy(
-        median_frequency_weights(train_data.labels, classes)).to(device)
+    loss_weights = torch.from_numpy(
+        class_weights(train_data.labels, classes, config.class_weighting)).to(device)
     network = build_model(config.arch, classes.num_classes).to(
         device, memory_format=torch.channels_last)
     deploy = DeployModel(network, mean, std).to(device)
@@ -158,7 +159,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
                                     classes.ignore_index)
             labels[labels >= classes.num_classes] = LOSS_IGNORE
             losses.append(training_step(network, deploy, images, labels, optimizer,
-                                        class_weights, config.bf16, config.hard_fraction))
+                                        loss_weights, config.bf16, config.hard_fraction))
             scheduler.step()
             bar.set_postfix(loss=f'{np.mean(losses[-20:]):.3f}')
         record = {'epoch': epoch + 1, 'loss': round(float(np.mean(losses)), 4),
