@@ -173,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help='bf16 autocast (fast only on CPUs with native bf16)')
     train.add_argument('--hard-fraction', type=float, default=1.0,
                        help='online hard example mining: loss over the hardest fraction '
-                            'of pixels (e.g. 0.25); 1.0 = all pixels')
+                            'of pixels (e.g. 0.25); 1.0 = all pixels. Use it with '
+                            '--class-weighting none: with class weights the frequent '
+                            'classes never reach the hardest fraction and are not learnt')
     train.add_argument('--class-weighting', default='median-frequency',
                        choices=('median-frequency', 'sqrt-median-frequency', 'none'))
     train.add_argument('--eval-every', type=int, default=5)
