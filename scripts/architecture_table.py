@@ -36,7 +36,7 @@ def main(run_dirs: list[str]) -> None:
         latency = bench_backends(backends, frames=30)['latency_ms']
     print('| run | arch | epochs | val mIoU | ' + ' | '.join(THIN)
           + ' | params | GFLOPs 360x480 | ORT ms (2 thr, p50) |')
-    print('|---' * (8 + len(THIN)) + '|')
+    print('|---' * (7 + len(THIN)) + '|')
     for name, (arch, record, parameters, gflops) in rows.items():
         thin = ' | '.join(f'{record["val_iou"][c]:.3f}' for c in THIN)
         print(f'| {name} | {arch} | {record["epoch"]} | {record["val_miou"]:.3f} | {thin} | '
