@@ -30,7 +30,8 @@ def main(run_dirs: list[str]) -> None:
             model, config = load_checkpoint(run_dir / 'last.pt')
             path = export_onnx(model, Path(folder) / f'{run_dir.name}.onnx',
                                config['class_names'], (360, 480), config['arch'])
-            backends[run_dir.name] = OnnxRuntimeBackend(path, num_threads=2)
+            backends[run_dir.name] = OnnxRuntimeBackend(
+                path, num_threads=2, allow_spinning=False)
             rows[run_dir.name] = (config['arch'], record, count_parameters(model.network),
                                   2 * count_macs(model.network, (1, 3, 368, 480)) / 1e9)
         latency = bench_backends(backends, frames=30)['latency_ms']

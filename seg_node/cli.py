@@ -131,12 +131,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = bench.bench_e2e(args.model, args.frames, args.threads)
     else:
         from seg_node.inference.base import create_backend
+        from seg_node.inference.onnxruntime import OnnxRuntimeBackend
         backends = {}
         for spec in args.backend:
             name, _, model = spec.partition('=')
             backend_name = name.split('-')[0]
-            backends[name] = create_backend(backend_name, Path(model) if model else args.model,
-                                            args.threads)
+            path = Path(model) if model else args.model
+            if backend_name == 'onnxruntime':  # several sessions timed interleaved
+                backends[name] = OnnxRuntimeBackend(path, args.threads, allow_spinning=False)
+            else:
+                backends[name] = create_backend(backend_name, path, args.threads)
         result = bench.bench_backends(backends, args.frames)
     _write_json(args.json, result)
     return 0

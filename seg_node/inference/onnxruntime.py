@@ -28,8 +28,12 @@ class OnnxRuntimeBackend:
 
     name = 'onnxruntime'
 
-    def __init__(self, model_path: Path, num_threads: int = 0) -> None:
+    def __init__(self, model_path: Path, num_threads: int = 0,
+                 allow_spinning: bool = True) -> None:
         """Load ``model_path`` and check it against the ONNX contract.
+
+        ``allow_spinning=False`` stops idle worker threads from spinning: needed when several
+        sessions in one process are timed interleaved, or they steal each other's cores.
 
         Raises:
             ModelLoadError: the file is not a loadable ONNX model of the contract.
@@ -39,6 +43,8 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         options.intra_op_num_threads = num_threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry('session.intra_op.allow_spinning',
+                                         '1' if allow_spinning else '0')
         try:
             self.session = ort.InferenceSession(str(self.model_path), options,
                                                 providers=['CPUExecutionProvider'])
