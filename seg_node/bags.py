@@ -9,7 +9,6 @@ to Humble's and Jazzy's. Conversion, inference and scoring are the node's own co
 """
 
 import logging
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, ExitStack
@@ -51,7 +50,6 @@ TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 BAG_VERSION = 8
 STORAGES = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}
 COMPRESSED_FORMATS = ('jpeg', 'png')
-BIG_ENDIAN = int(sys.byteorder == 'big')
 _WARNINGS = 5  # Corrupt messages reported one by one; later ones are only counted.
 _LOG = logging.getLogger(__name__)
 
@@ -88,7 +86,7 @@ def image_msg(header: Any, pixels: np.ndarray, encoding: str) -> Any:
     height, width = pixels.shape[:2]
     rows = pixels.reshape(height, -1).view(np.uint8)
     return _Image(header=header, height=height, width=width, encoding=encoding,
-                  is_bigendian=BIG_ENDIAN if pixels.dtype.itemsize > 1 else 0,
+                  is_bigendian=image_codec.is_bigendian_flag(pixels.dtype),
                   step=rows.shape[1], data=rows.reshape(-1))
 
 

@@ -6,12 +6,20 @@ has ``format, data``; ``data`` may be ``bytes``, ``array.array('B')`` or a 1-D u
 Only numpy and cv2 are used (no rclpy).
 """
 
+import sys
 from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 
 from seg_node.errors import ImageError
+
+_NATIVE_BIG_ENDIAN = int(sys.byteorder == 'big')
+
+
+def is_bigendian_flag(dtype: np.dtype | type) -> int:
+    """Return the Image ``is_bigendian`` value for native pixels of ``dtype`` (0 for 8-bit)."""
+    return _NATIVE_BIG_ENDIAN if np.dtype(dtype).itemsize > 1 else 0
 
 
 class _Layout(NamedTuple):

@@ -163,9 +163,9 @@ class SegNode(Node):
         model = Path(value['model']).expanduser() if value['model'] else DEFAULT_MODEL_PATH
         classes = Path(value['classes']).expanduser() if value['classes'] else None
         size = tuple(value['inference_size'])
-        if len(size) != 2 or (size != (0, 0) and min(size) < 16):
+        if len(size) != 2:
             raise ConfigError(f'parameter inference_size={list(size)} is invalid; give '
-                              '[height, width] of at least 16 each, or [0, 0]')
+                              "[height, width], or [0, 0] for the model's training size")
         return NodeSettings(
             model=model, classes=classes,
             backend=_choice('backend', value['backend'], DEPLOY_BACKENDS),

@@ -1,12 +1,11 @@
 """Reusable sensor_msgs output messages whose pixel storage numpy writes into directly."""
 
 import array
-import sys
 
 import numpy as np
 from sensor_msgs.msg import Image
 
-BIG_ENDIAN = int(sys.byteorder == 'big')
+from seg_node.image_codec import is_bigendian_flag
 
 
 class OutputImage:
@@ -20,7 +19,7 @@ class OutputImage:
         """Describe the pixel format, e.g. ('mono8', 1, np.uint8) or ('32FC1', 1, float32)."""
         self.msg = Image()
         self.msg.encoding = encoding
-        self.msg.is_bigendian = BIG_ENDIAN if np.dtype(dtype).itemsize > 1 else 0
+        self.msg.is_bigendian = is_bigendian_flag(dtype)
         self.channels = channels
         self.dtype = np.dtype(dtype)
         self._shape: tuple[int, int] | None = None

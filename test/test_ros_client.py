@@ -37,10 +37,15 @@ def test_missing_or_corrupt_model_exits_with_one_line(tmp_path, content, message
     assert len(output) == 1 and message in output[0] and 'Traceback' not in output[0]
 
 
-def test_invalid_parameter_is_refused_at_start(tiny_model):
-    result = start_node(f'model:={tiny_model}', 'backend:=cuda')
+@pytest.mark.parametrize('parameter, words', [
+    ('backend:=cuda', ('backend', 'onnxruntime')),
+    ('inference_size:=[8, 8]', ('inference size [8, 8]', 'at least 16')),
+    ('inference_size:=[360]', ('inference_size=[360]', '[height, width]')),
+])
+def test_invalid_parameter_is_refused_at_start(tiny_model, parameter, words):
+    result = start_node(f'model:={tiny_model}', parameter)
     assert result.returncode == 1
-    assert 'backend' in result.stderr and 'onnxruntime' in result.stderr
+    assert all(word in result.stderr for word in words), result.stderr
 
 
 def test_demo_serves_every_sample_frame_and_exits_cleanly(tmp_path, tiny_model):
