@@ -17,10 +17,10 @@ setup(
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
         ('share/' + package_name + '/config', glob('config/*')),
     ],
-    install_requires=['setuptools', 'numpy', 'onnxruntime', 'opencv-python-headless',
+    install_requires=['setuptools', 'numpy', 'onnx', 'onnxruntime', 'opencv-python-headless',
                       'pyyaml', 'rosbags', 'rosbags-image', 'tqdm'],
     extras_require={
-        'train': ['torch', 'onnx'],
+        'train': ['torch'],
         'tensorrt': ['tensorrt>=10', 'cuda-python>=12.6.1'],
     },
     zip_safe=True,

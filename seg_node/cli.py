@@ -36,7 +36,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         scale_min=args.scale[0], scale_max=args.scale[1], lr=args.lr,
         weight_decay=args.weight_decay, seed=args.seed, bf16=args.bf16,
         hard_fraction=args.hard_fraction, class_weighting=args.class_weighting,
-        device=args.device,
+        jaccard_weight=args.jaccard_weight, aux_weight=args.aux_weight, device=args.device,
         eval_every=args.eval_every, threads=args.threads, image_scale=args.image_scale,
         train_limit=args.train_limit,
         val_limit=args.val_limit)
@@ -182,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
                             'classes never reach the hardest fraction and are not learnt')
     train.add_argument('--class-weighting', default='median-frequency',
                        choices=('median-frequency', 'sqrt-median-frequency', 'none'))
+    train.add_argument('--jaccard-weight', type=float, default=0.0,
+                       help='weight of a soft-Jaccard (mIoU surrogate) term added to the '
+                            'cross-entropy; 0 disables it')
+    train.add_argument('--aux-weight', type=float, default=0.0,
+                       help='weight of an auxiliary head on the stride-16 features (deep '
+                            'supervision, dropped at export); 0 disables it')
     train.add_argument('--eval-every', type=int, default=5)
     train.add_argument('--device', default='auto', help='auto (cuda when present) | cpu | cuda')
     train.add_argument('--threads', type=int, default=0)

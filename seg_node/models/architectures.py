@@ -231,6 +231,15 @@ class SegmentationModel(nn.Module):
         """Map (N, 3, H, W) normalised images to (N, K, H, W) logits; H, W multiples of 16."""
         return self.upsample(self.scores(x), x.shape[-2:])
 
+    def forward_with_context(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the (N, K, H, W) logits and the encoder's deepest (N, C, H/16, W/16) features.
+
+        Training uses the deepest features for an auxiliary (deep supervision) head.
+        """
+        features = self.encoder(x)
+        scores = self.head(self.decoder(features))
+        return self.upsample(scores, x.shape[-2:]), features[-1]
+
 
 def _naive(num_classes: int) -> SegmentationModel:
     encoder = VGGEncoder()

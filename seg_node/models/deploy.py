@@ -42,9 +42,12 @@ class DeployModel(nn.Module):
         # Softmax at the head's resolution, spelled out as element-wise ops and channel
         # reductions (ONNX Runtime's Softmax kernel on a non-last axis is ~20x slower), then
         # the probabilities are upsampled like the training logits. Labels and confidence
-        # are the argmax and max of the full-size probabilities.
+        # are the argmax and max of the padded full-size probabilities, cropped afterwards:
+        # so they never depend on the K-channel crop, which a runtime can then skip when
+        # `probabilities` is not asked for.
         exponentials = torch.exp(scores - scores.amax(dim=1, keepdim=True))
         low_res = exponentials / exponentials.sum(dim=1, keepdim=True)
-        probabilities = self.network.upsample(low_res, x.shape[-2:])[:, :, :height, :width]
-        confidence, labels = probabilities.max(dim=1)
-        return labels.to(torch.uint8), confidence, probabilities
+        padded = self.network.upsample(low_res, x.shape[-2:])
+        confidence, labels = padded.max(dim=1)
+        return (labels.to(torch.uint8)[:, :height, :width], confidence[:, :height, :width],
+                padded[:, :, :height, :width])

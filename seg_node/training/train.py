@@ -1,8 +1,10 @@
 """Train a segmentation network on CamVid-format data (``seg_tool train``).
 
-Cross-entropy with void ignored and median-frequency class weights, scale/crop/flip/colour
-augmentation, AdamW with a one-cycle schedule, bf16 autocast on CPU, per-epoch checkpoints
-(``last.pt``, resumable) and val mIoU through the same deploy graph that is exported.
+Cross-entropy with void ignored and class weights (median-frequency or its square root),
+optionally plus a soft-Jaccard term and an auxiliary head on the stride-16 features (deep
+supervision, training only); scale/crop/flip/colour augmentation, AdamW with a one-cycle
+schedule, per-epoch checkpoints (``last.pt``, resumable) and val mIoU through the same deploy
+graph that is exported.
 """
 
 import json
@@ -13,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from seg_node.classes import DEFAULT_CLASSES_PATH, load_classes
@@ -23,8 +26,7 @@ from seg_node.metrics import format_table
 from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
 from seg_node.training.augment import augment, AugmentConfig
-
-LOSS_IGNORE = 255
+from seg_node.training.losses import cross_entropy, LOSS_IGNORE, soft_jaccard
 
 
 @dataclass
@@ -46,6 +48,8 @@ class TrainConfig:
     bf16: bool = False
     hard_fraction: float = 1.0
     class_weighting: str = 'median-frequency'
+    jaccard_weight: float = 0.0
+    aux_weight: float = 0.0
     device: str = 'auto'
     eval_every: int = 5
     threads: int = 0
@@ -63,11 +67,12 @@ def _batch(data, indices: np.ndarray, augmentation: AugmentConfig, rng: np.rando
     return images, labels
 
 
-def training_step(network: torch.nn.Module, deploy: DeployModel, images: torch.Tensor,
+def training_step(network: nn.Module, deploy: DeployModel, images: torch.Tensor,
                   labels: torch.Tensor, optimizer: torch.optim.Optimizer,
                   loss_weights: torch.Tensor, bf16: bool = False,
-                  hard_fraction: float = 1.0) -> float:
-    """Run one optimisation step; return the batch's weighted cross-entropy.
+                  hard_fraction: float = 1.0, jaccard_weight: float = 0.0,
+                  aux_head: nn.Module | None = None, aux_weight: float = 0.0) -> float:
+    """Run one optimisation step; return the batch's total loss.
 
     Args:
         network: the logits network (in train mode).
@@ -79,18 +84,23 @@ def training_step(network: torch.nn.Module, deploy: DeployModel, images: torch.T
         bf16: autocast the forward pass to bfloat16.
         hard_fraction: average the loss over only this fraction of scored pixels, the
             ones with the highest loss (online hard example mining); 1.0 uses them all.
+        jaccard_weight: weight of the soft-Jaccard term added to the cross-entropy.
+        aux_head: (C, K) 1x1 convolution on the encoder's stride-16 features, or None.
+        aux_weight: weight of the auxiliary head's cross-entropy.
     """
     device = deploy.scale.device
     images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
     inputs = deploy.normalise(images).contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        logits = network(inputs)
-    pixel_losses = F.cross_entropy(logits.float(), labels, weight=loss_weights,
-                                   ignore_index=LOSS_IGNORE, reduction='none')
-    scored = pixel_losses[labels != LOSS_IGNORE]
-    if hard_fraction < 1.0:
-        scored = scored.topk(max(1, int(hard_fraction * scored.numel()))).values
-    loss = scored.mean()
+        logits, context = network.forward_with_context(inputs)
+        aux_logits = aux_head(context) if aux_head is not None else None
+    loss = cross_entropy(logits, labels, loss_weights, hard_fraction)
+    if jaccard_weight:
+        loss = loss + jaccard_weight * soft_jaccard(logits, labels)
+    if aux_logits is not None:
+        aux_logits = F.interpolate(aux_logits.float(), size=labels.shape[-2:],
+                                   mode='bilinear')
+        loss = loss + aux_weight * cross_entropy(aux_logits, labels, loss_weights)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -126,8 +136,11 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     network = build_model(config.arch, classes.num_classes).to(
         device, memory_format=torch.channels_last)
     deploy = DeployModel(network, mean, std).to(device)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    aux_head = (nn.Conv2d(network.encoder.widths[-1], classes.num_classes, 1).to(device)
+                if config.aux_weight else None)
+    parameters = list(network.parameters())
+    parameters += list(aux_head.parameters()) if aux_head is not None else []
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(train_data.images) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch,
@@ -140,6 +153,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     if resume and (output / 'last.pt').exists():
         state = torch.load(output / 'last.pt', map_location='cpu', weights_only=False)
         network.load_state_dict(state['model'])
+        if aux_head is not None:
+            aux_head.load_state_dict(state['aux_head'])
         optimizer.load_state_dict(state['optimizer'])
         scheduler.load_state_dict(state['scheduler'])
         rng.bit_generator.state = state['numpy_rng']
@@ -159,7 +174,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
                                     classes.ignore_index)
             labels[labels >= classes.num_classes] = LOSS_IGNORE
             losses.append(training_step(network, deploy, images, labels, optimizer,
-                                        loss_weights, config.bf16, config.hard_fraction))
+                                        loss_weights, config.bf16, config.hard_fraction,
+                                        config.jaccard_weight, aux_head, config.aux_weight))
             scheduler.step()
             bar.set_postfix(loss=f'{np.mean(losses[-20:]):.3f}')
         record = {'epoch': epoch + 1, 'loss': round(float(np.mean(losses)), 4),
@@ -181,7 +197,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
                       'train_config': asdict(config), 'epoch': epoch + 1,
                       'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
                       'numpy_rng': rng.bit_generator.state, 'torch_rng': torch.get_rng_state(),
-                      'best_miou': best_miou, 'record': record}
+                      'best_miou': best_miou, 'record': record,
+                      'aux_head': aux_head.state_dict() if aux_head is not None else None}
         if record.get('val_miou', -1.0) > best_miou:
             best_miou = checkpoint['best_miou'] = record['val_miou']
             _save(output / 'best.pt', checkpoint)
