@@ -117,6 +117,26 @@ def cmd_complexity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resolution_ceiling(args: argparse.Namespace) -> int:
+    """Print the per-class IoU ceiling of nearest-upsampled coarse label maps."""
+    from seg_node.dataset import load_split
+    from seg_node.metrics import scores_to_dict
+    from seg_node.resolution import resolution_ceiling
+    classes = load_classes(args.classes)
+    data = load_split(args.data, args.split, args.limit, args.image_scale)
+    report = {}
+    print(f'{"stride":>6}  {"mIoU":>6}  ' + '  '.join(f'{n[:8]:>8}' for n in classes.names))
+    for stride in args.strides:
+        scores = resolution_ceiling(data.labels, stride, classes.num_classes).scores()
+        report[str(stride)] = scores_to_dict(scores, classes.names)
+        print(f'{stride:>6}  {scores.miou:6.3f}  '
+              + '  '.join(f'{value:8.3f}' for value in scores.iou))
+    if args.json:
+        _write_json(args.json, {'split': args.split, 'frames': len(data.labels),
+                                'strides': report})
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Stream the bundled CamVid sample through a real seg_node process."""
     from seg_node.demo import run_demo
@@ -227,6 +247,19 @@ def build_parser() -> argparse.ArgumentParser:
     complexity.add_argument('--classes', type=Path, default=DEFAULT_CLASSES_PATH)
     complexity.add_argument('--json')
     complexity.set_defaults(func=cmd_complexity)
+
+    ceiling = commands.add_parser(
+        'resolution-ceiling',
+        help='best per-class IoU of label maps decided per s x s cell and nearest-upsampled '
+             '(ground truth only, no network)')
+    ceiling.add_argument('--data', type=Path, default=DEFAULT_DATA)
+    ceiling.add_argument('--split', default='val')
+    ceiling.add_argument('--strides', type=int, nargs='+', default=(16, 8, 4, 2))
+    ceiling.add_argument('--limit', type=int)
+    ceiling.add_argument('--image-scale', type=float, default=1.0)
+    ceiling.add_argument('--classes', type=Path, default=DEFAULT_CLASSES_PATH)
+    ceiling.add_argument('--json')
+    ceiling.set_defaults(func=cmd_resolution_ceiling)
 
     demo = commands.add_parser('demo', help='stream sample frames through seg_node')
     demo.add_argument('--model', type=Path, default=DEFAULT_MODEL_PATH)

@@ -1,0 +1,70 @@
+"""Resolution ceiling: coarse majority labels, nearest upsampling, scored by hand."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import CAMVID_FIXTURES
+from seg_node.cli import main as seg_tool
+from seg_node.resolution import coarse_labels, resolution_ceiling
+
+VOID = 3
+
+
+def pole_scene() -> np.ndarray:
+    """(4, 6) truth: road (0) with a one-pixel-wide pole (1) in column 1 and void in a corner."""
+    truth = np.zeros((4, 6), np.uint8)
+    truth[:, 1] = 1
+    truth[:2, 4:] = VOID
+    return truth
+
+
+def test_cells_take_their_majority_class_and_void_only_cells_stay_void():
+    truth = pole_scene()
+    coarse = coarse_labels(truth, 2, num_classes=3)
+    # Each 2x2 cell over the pole has two pole and two road pixels: the tie goes to the
+    # lower id (road), so the pole vanishes; the top-right cell is all void.
+    expected = np.zeros((4, 6), np.uint8)
+    expected[:2, 4:] = VOID
+    np.testing.assert_array_equal(coarse, expected)
+    np.testing.assert_array_equal(coarse_labels(truth, 1, num_classes=3), truth)
+
+
+def test_odd_sizes_are_padded_and_cropped_back():
+    truth = np.ones((5, 7), np.uint8)
+    truth[4, :] = 2
+    coarse = coarse_labels(truth, 4, num_classes=3)
+    assert coarse.shape == (5, 7)
+    # The bottom row of cells holds only the class-2 row (the rest is padding).
+    np.testing.assert_array_equal(coarse[4], 2)
+    np.testing.assert_array_equal(coarse[:4], 1)
+
+
+def test_ceiling_scores_the_lost_pole_by_hand():
+    scores = resolution_ceiling([pole_scene()], 2, num_classes=3).scores()
+    # Road: 16 true pixels, all 16 predicted road plus the 4 pole pixels -> 16 / 20.
+    assert scores.iou[0] == pytest.approx(16 / 20)
+    assert scores.iou[1] == 0.0
+    assert np.isnan(scores.iou[2])
+
+
+def test_ceiling_falls_with_stride_on_real_frames(camvid_pairs):
+    labels = [label for _, label in camvid_pairs]
+    mious = [resolution_ceiling(labels, stride, 11).scores().miou for stride in (1, 4, 16)]
+    assert mious[0] == 1.0
+    assert mious[0] > mious[1] > mious[2]
+
+
+def test_command_writes_one_report_per_stride(tmp_path, capsys):
+    split = tmp_path / 'val.txt'
+    split.write_text('\n'.join(
+        f'{image} {CAMVID_FIXTURES / "valannot" / image.name}'
+        for image in sorted((CAMVID_FIXTURES / 'val').glob('*.png'))) + '\n')
+    report = tmp_path / 'ceiling.json'
+    assert seg_tool(['resolution-ceiling', '--data', str(split), '--strides', '16', '2',
+                     '--json', str(report)]) == 0
+    payload = json.loads(report.read_text())
+    assert payload['frames'] == 3 and set(payload['strides']) == {'16', '2'}
+    assert payload['strides']['2']['miou'] > payload['strides']['16']['miou']
+    assert 'pole' in capsys.readouterr().out
