@@ -14,7 +14,7 @@ from pathlib import Path
 from seg_node.bench import bench_backends
 from seg_node.inference.onnxruntime import OnnxRuntimeBackend
 from seg_node.inference.torch import load_checkpoint
-from seg_node.models.complexity import count_macs, count_parameters
+from seg_node.models.complexity import count_parameters, gflops_at
 from seg_node.training.export import export_onnx
 
 THIN = ('pole', 'sign_symbol', 'pedestrian', 'bicyclist')
@@ -33,7 +33,7 @@ def main(run_dirs: list[str]) -> None:
             backends[run_dir.name] = OnnxRuntimeBackend(
                 path, num_threads=2, allow_spinning=False)
             rows[run_dir.name] = (config['arch'], record, count_parameters(model.network),
-                                  2 * count_macs(model.network, (1, 3, 368, 480)) / 1e9)
+                                  gflops_at(model.network, 360, 480))
         latency = bench_backends(backends, frames=30)['latency_ms']
     print('| run | arch | epochs | val mIoU | ' + ' | '.join(THIN)
           + ' | params | GFLOPs 360x480 | ORT ms (2 thr, p50) |')

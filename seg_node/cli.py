@@ -103,16 +103,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_complexity(args: argparse.Namespace) -> int:
     """Print parameters and GFLOPs of architectures at an input size."""
-    from seg_node.models.architectures import ARCHITECTURES, build_model, OUTPUT_STRIDE
-    from seg_node.models.complexity import count_macs, count_parameters
-    height, width = (-(-side // OUTPUT_STRIDE) * OUTPUT_STRIDE for side in args.size)
+    from seg_node.models.architectures import ARCHITECTURES, build_model
+    from seg_node.models.complexity import count_parameters, gflops_at
     report = {}
     for arch in args.arch or ARCHITECTURES:
         network = build_model(arch, load_classes(args.classes).num_classes)
         report[arch] = {'parameters': count_parameters(network),
-                        'gflops': round(2 * count_macs(network, (1, 3, height, width)) / 1e9,
-                                        3),
-                        'input': [height, width]}
+                        'gflops': round(gflops_at(network, *args.size), 3),
+                        'input': list(args.size)}
     _write_json(args.json, report)
     return 0
 

@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from seg_node.models.architectures import OUTPUT_STRIDE
+
 
 def count_parameters(model: nn.Module) -> int:
     """Return the number of trainable parameters."""
@@ -37,3 +39,13 @@ def count_macs(model: nn.Module, input_shape: tuple[int, int, int, int]) -> int:
         for handle in handles:
             handle.remove()
     return total
+
+
+def gflops_at(model: nn.Module, height: int, width: int) -> float:
+    """Return ``2 * MACs / 1e9`` for one (H, W) frame, padded to the network stride first.
+
+    The deploy graph pads every frame to a multiple of the output stride (360 -> 368), so
+    that is the size the convolutions really run at.
+    """
+    padded = [-(-side // OUTPUT_STRIDE) * OUTPUT_STRIDE for side in (height, width)]
+    return 2 * count_macs(model, (1, 3, *padded)) / 1e9

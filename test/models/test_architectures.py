@@ -75,3 +75,10 @@ def test_macs_of_a_single_convolution_are_counted_by_hand():
     depthwise = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)
     assert count_macs(depthwise, (1, 8, 4, 4)) == 8 * 4 * 4 * 9
     assert count_parameters(depthwise) == 8 * 9 + 8
+
+
+def test_gflops_are_counted_at_the_padded_size_the_graph_runs():
+    from seg_node.models.complexity import count_macs, gflops_at
+    layer = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    assert gflops_at(layer, 360, 479) == 2 * count_macs(layer, (1, 3, 368, 480)) / 1e9
+    assert gflops_at(layer, 368, 480) == 2 * 8 * 368 * 480 * 27 / 1e9
