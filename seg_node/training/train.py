@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from seg_node.classes import DEFAULT_CLASSES_PATH, load_classes
 from seg_node.dataset import channel_statistics, class_weights, load_split
+from seg_node.errors import ConfigError
 from seg_node.evaluation import evaluate_backend
 from seg_node.inference.torch import TorchBackend
 from seg_node.metrics import format_table
@@ -27,6 +28,10 @@ from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
 from seg_node.training.augment import augment, AugmentConfig
 from seg_node.training.losses import cross_entropy, LOSS_IGNORE, soft_jaccard
+
+# Settings that may change when a run is resumed; every other TrainConfig field defines the
+# run (schedule length, data, losses) and must match the checkpoint.
+RESUMABLE_CHANGES = frozenset({'data', 'output', 'device', 'eval_every', 'threads'})
 
 
 @dataclass
@@ -152,6 +157,13 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     start_epoch, best_miou, record = 0, -1.0, {}
     if resume and (output / 'last.pt').exists():
         state = torch.load(output / 'last.pt', map_location='cpu', weights_only=False)
+        changed = sorted(key for key, value in asdict(config).items()
+                         if key not in RESUMABLE_CHANGES
+                         and state['train_config'].get(key) != value)
+        if changed:
+            raise ConfigError(f'cannot resume {output / "last.pt"}: {", ".join(changed)} '
+                              'differ from that run; resume with its settings or train into '
+                              'a new --output')
         network.load_state_dict(state['model'])
         if aux_head is not None:
             aux_head.load_state_dict(state['aux_head'])

@@ -1,6 +1,7 @@
 """A few training steps on real CamVid fixtures; export and evaluate agree on the result."""
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from conftest import CAMVID_FIXTURES
 from seg_node.classes import load_classes
 from seg_node.cli import main as seg_tool
+from seg_node.errors import ConfigError
 from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
 from seg_node.training.train import LOSS_IGNORE, train, TrainConfig, training_step
@@ -75,6 +77,15 @@ def test_resume_continues_from_the_last_epoch(data, tmp_path, capsys):
     train(config, resume=True)
     assert 'resumed' in capsys.readouterr().out
     assert len(losses(tmp_path)) == 2
+
+
+def test_resume_with_a_different_schedule_is_refused_by_name(data, tmp_path):
+    config = TrainConfig(data=str(data), output=str(tmp_path), arch='fast', epochs=1,
+                         batch_size=2, crop=96, eval_every=0, threads=2)
+    train(config)
+    longer = TrainConfig(**{**asdict(config), 'epochs': 3, 'threads': 1})
+    with pytest.raises(ConfigError, match=r'epochs differ from that run'):
+        train(longer, resume=True)
 
 
 def test_checkpoint_and_its_export_score_identically(run, data, tmp_path, capsys):
