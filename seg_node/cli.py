@@ -115,6 +115,27 @@ def cmd_complexity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate_bias(args: argparse.Namespace) -> int:
+    """Fit per-class logit offsets for mIoU on training frames; write a new checkpoint."""
+    from seg_node.dataset import load_split
+    from seg_node.inference.torch import TorchBackend
+    from seg_node.training.calibrate import fit_offsets, sample_pixels, write_offset_checkpoint
+    classes = load_classes(args.classes)
+    data = load_split(args.data, args.split, args.limit)
+    sample = sample_pixels(TorchBackend(args.checkpoint, args.threads),
+                           zip(data.images, data.labels, strict=True), classes.num_classes,
+                           args.step)
+    offsets, before, after = fit_offsets(sample)
+    write_offset_checkpoint(args.checkpoint, args.output, offsets)
+    report = {'checkpoint': str(args.checkpoint), 'output': str(args.output),
+              'split': args.split, 'frames': len(data.images), 'pixels': len(sample.labels),
+              'miou_before': round(before, 4), 'miou_after': round(after, 4),
+              'offsets': dict(zip(classes.names, map(float, offsets), strict=True))}
+    print(f'{args.split} sample mIoU {before:.4f} -> {after:.4f}; wrote {args.output}')
+    _write_json(args.json, report)
+    return 0
+
+
 def cmd_resolution_ceiling(args: argparse.Namespace) -> int:
     """Print the per-class IoU ceiling of nearest-upsampled coarse label maps."""
     from seg_node.dataset import load_split
@@ -245,6 +266,23 @@ def build_parser() -> argparse.ArgumentParser:
     complexity.add_argument('--classes', type=Path, default=DEFAULT_CLASSES_PATH)
     complexity.add_argument('--json')
     complexity.set_defaults(func=cmd_complexity)
+
+    calibrate = commands.add_parser(
+        'calibrate-bias',
+        help='fit per-class logit offsets for mIoU on training frames and fold them into '
+             'the head bias of a new checkpoint (no run-time cost)')
+    calibrate.add_argument('checkpoint', type=Path)
+    calibrate.add_argument('--output', type=Path, required=True)
+    calibrate.add_argument('--data', type=Path, default=DEFAULT_DATA)
+    calibrate.add_argument('--split', default='train',
+                           help='fit on this split (keep val for measuring the result)')
+    calibrate.add_argument('--limit', type=int)
+    calibrate.add_argument('--step', type=int, default=4,
+                           help='sample every STEP-th pixel of each axis')
+    calibrate.add_argument('--classes', type=Path, default=DEFAULT_CLASSES_PATH)
+    calibrate.add_argument('--threads', type=int, default=0)
+    calibrate.add_argument('--json')
+    calibrate.set_defaults(func=cmd_calibrate_bias)
 
     ceiling = commands.add_parser(
         'resolution-ceiling',
