@@ -18,7 +18,7 @@ import torch
 from seg_node.inference.torch import TorchBackend
 from seg_node.metrics import ConfusionMatrix
 
-DEFAULT_OFFSETS = tuple(np.round(np.linspace(-1.5, 1.5, 13), 3))
+DEFAULT_OFFSETS = tuple(np.round(np.linspace(-3.0, 3.0, 25), 3))
 
 
 @dataclass
