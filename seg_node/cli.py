@@ -205,10 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--output', type=Path, required=True, help='run folder')
     train.add_argument('--arch', default='fast', choices=('naive', 'decoder', 'segnet', 'fast'))
     train.add_argument('--classes', type=Path, default=DEFAULT_CLASSES_PATH)
-    train.add_argument('--epochs', type=int, default=150)
+    train.add_argument('--epochs', type=int, default=110)
     train.add_argument('--batch-size', type=int, default=8)
     train.add_argument('--crop', type=int, default=288)
-    train.add_argument('--scale', type=float, nargs=2, default=(0.6, 1.6))
+    train.add_argument('--scale', type=float, nargs=2, default=(0.7, 1.8))
     train.add_argument('--lr', type=float, default=3e-3)
     train.add_argument('--weight-decay', type=float, default=1e-4)
     train.add_argument('--seed', type=int, default=0)
@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                             'of pixels (e.g. 0.25); 1.0 = all pixels. Use it with '
                             '--class-weighting none: with class weights the frequent '
                             'classes never reach the hardest fraction and are not learnt')
-    train.add_argument('--class-weighting', default='median-frequency',
+    train.add_argument('--class-weighting', default='sqrt-median-frequency',
                        choices=('median-frequency', 'sqrt-median-frequency', 'none'))
     train.add_argument('--jaccard-weight', type=float, default=0.0,
                        help='weight of a soft-Jaccard (mIoU surrogate) term added to the '

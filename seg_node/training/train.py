@@ -9,7 +9,7 @@ graph that is exported.
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -42,17 +42,17 @@ class TrainConfig:
     output: str
     arch: str = 'fast'
     classes: str = str(DEFAULT_CLASSES_PATH)
-    epochs: int = 150
+    epochs: int = 110
     batch_size: int = 8
     crop: int = 288
-    scale_min: float = 0.6
-    scale_max: float = 1.6
+    scale_min: float = 0.7
+    scale_max: float = 1.8
     lr: float = 3e-3
     weight_decay: float = 1e-4
     seed: int = 0
     bf16: bool = False
     hard_fraction: float = 1.0
-    class_weighting: str = 'median-frequency'
+    class_weighting: str = 'sqrt-median-frequency'
     jaccard_weight: float = 0.0
     aux_weight: float = 0.0
     device: str = 'auto'
@@ -157,9 +157,11 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     start_epoch, best_miou, record = 0, -1.0, {}
     if resume and (output / 'last.pt').exists():
         state = torch.load(output / 'last.pt', map_location='cpu', weights_only=False)
+        # A field the checkpoint predates ran with that field's default.
+        stored = {**{field.name: field.default for field in fields(TrainConfig)},
+                  **state['train_config']}
         changed = sorted(key for key, value in asdict(config).items()
-                         if key not in RESUMABLE_CHANGES
-                         and state['train_config'].get(key) != value)
+                         if key not in RESUMABLE_CHANGES and stored.get(key) != value)
         if changed:
             raise ConfigError(f'cannot resume {output / "last.pt"}: {", ".join(changed)} '
                               'differ from that run; resume with its settings or train into '
