@@ -9,6 +9,6 @@ threads=${1:-2}
 for arch in fast naive decoder segnet; do
   .venv/bin/seg_tool train --arch "$arch" --output "runs/compare_$arch" --image-scale 0.5 \
     --epochs 30 --crop 144 --scale 0.7 1.8 --class-weighting median-frequency --eval-every 10 \
-    --threads "$threads" --seed 0 \
+    --jaccard-weight 0 --aux-weight 0 --threads "$threads" --seed 0 \
     --resume > "runs/compare_$arch.log" 2>&1
 done

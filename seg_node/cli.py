@@ -221,10 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
                             'classes never reach the hardest fraction and are not learnt')
     train.add_argument('--class-weighting', default='sqrt-median-frequency',
                        choices=('median-frequency', 'sqrt-median-frequency', 'none'))
-    train.add_argument('--jaccard-weight', type=float, default=0.0,
+    train.add_argument('--jaccard-weight', type=float, default=1.0,
                        help='weight of a soft-Jaccard (mIoU surrogate) term added to the '
                             'cross-entropy; 0 disables it')
-    train.add_argument('--aux-weight', type=float, default=0.0,
+    train.add_argument('--aux-weight', type=float, default=0.4,
                        help='weight of an auxiliary head on the stride-16 features (deep '
                             'supervision, dropped at export); 0 disables it')
     train.add_argument('--eval-every', type=int, default=5)

@@ -9,7 +9,7 @@ graph that is exported.
 
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,8 @@ from seg_node.training.losses import cross_entropy, LOSS_IGNORE, soft_jaccard
 # Settings that may change when a run is resumed; every other TrainConfig field defines the
 # run (schedule length, data, losses) and must match the checkpoint.
 RESUMABLE_CHANGES = frozenset({'data', 'output', 'device', 'eval_every', 'threads'})
+# Settings added after the first checkpoints were written: those runs trained without them.
+SETTINGS_OFF_BEFORE_ADDED = {'jaccard_weight': 0.0, 'aux_weight': 0.0}
 
 
 @dataclass
@@ -53,8 +55,8 @@ class TrainConfig:
     bf16: bool = False
     hard_fraction: float = 1.0
     class_weighting: str = 'sqrt-median-frequency'
-    jaccard_weight: float = 0.0
-    aux_weight: float = 0.0
+    jaccard_weight: float = 1.0
+    aux_weight: float = 0.4
     device: str = 'auto'
     eval_every: int = 5
     threads: int = 0
@@ -157,9 +159,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     start_epoch, best_miou, record = 0, -1.0, {}
     if resume and (output / 'last.pt').exists():
         state = torch.load(output / 'last.pt', map_location='cpu', weights_only=False)
-        # A field the checkpoint predates ran with that field's default.
-        stored = {**{field.name: field.default for field in fields(TrainConfig)},
-                  **state['train_config']}
+        stored = {**SETTINGS_OFF_BEFORE_ADDED, **state['train_config']}
         changed = sorted(key for key, value in asdict(config).items()
                          if key not in RESUMABLE_CHANGES and stored.get(key) != value)
         if changed:

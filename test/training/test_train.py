@@ -88,15 +88,17 @@ def test_resume_with_a_different_schedule_is_refused_by_name(data, tmp_path):
         train(longer, resume=True)
 
 
-def test_a_checkpoint_older_than_a_setting_resumes_with_its_default(data, tmp_path, capsys):
+def test_a_checkpoint_older_than_a_setting_ran_without_it(data, tmp_path, capsys):
     config = TrainConfig(data=str(data), output=str(tmp_path), arch='fast', epochs=1,
-                         batch_size=2, crop=96, eval_every=0, threads=2)
+                         batch_size=2, crop=96, eval_every=0, threads=2, jaccard_weight=0.0)
     train(config)
     state = torch.load(tmp_path / 'last.pt', weights_only=False)
     del state['train_config']['jaccard_weight']
     torch.save(state, tmp_path / 'last.pt')
     train(config, resume=True)
     assert 'resumed' in capsys.readouterr().out
+    with pytest.raises(ConfigError, match='jaccard_weight differ'):
+        train(TrainConfig(**{**asdict(config), 'jaccard_weight': 1.0}), resume=True)
 
 
 def test_checkpoint_and_its_export_score_identically(run, data, tmp_path, capsys):
