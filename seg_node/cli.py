@@ -195,6 +195,16 @@ def cmd_bench_transport(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_labelled_data_arguments(parser: argparse.ArgumentParser, split: str,
+                                 split_help: str | None = None) -> None:
+    """Add --data, --split, --limit and --classes: the labelled frames a command reads."""
+    parser.add_argument('--data', type=Path, default=DEFAULT_DATA,
+                        help='CamVid-format folder or split file')
+    parser.add_argument('--split', default=split, help=split_help)
+    parser.add_argument('--limit', type=int)
+    parser.add_argument('--classes', type=Path, default=DEFAULT_CLASSES_PATH)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the seg_tool argument parser."""
     parser = argparse.ArgumentParser(prog='seg_tool', description=__doc__.splitlines()[0])
@@ -240,13 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser('evaluate', help='class IoU of a model on labelled frames')
     evaluate.add_argument('--model', type=Path, default=DEFAULT_MODEL_PATH,
                           help='ONNX model or training checkpoint (.pt)')
-    evaluate.add_argument('--data', type=Path, default=DEFAULT_DATA,
-                          help='CamVid-format folder or split file')
-    evaluate.add_argument('--split', default='val')
-    evaluate.add_argument('--classes', type=Path, default=DEFAULT_CLASSES_PATH)
+    _add_labelled_data_arguments(evaluate, split='val')
     evaluate.add_argument('--backend', default='onnxruntime')
     evaluate.add_argument('--threads', type=int, default=0)
-    evaluate.add_argument('--limit', type=int)
     evaluate.add_argument('--image-scale', type=float, default=1.0)
     evaluate.add_argument('--json')
     evaluate.set_defaults(func=cmd_evaluate)
@@ -273,13 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
              'the head bias of a new checkpoint (no run-time cost)')
     calibrate.add_argument('checkpoint', type=Path)
     calibrate.add_argument('--output', type=Path, required=True)
-    calibrate.add_argument('--data', type=Path, default=DEFAULT_DATA)
-    calibrate.add_argument('--split', default='train',
-                           help='fit on this split (keep val for measuring the result)')
-    calibrate.add_argument('--limit', type=int)
+    _add_labelled_data_arguments(
+        calibrate, split='train', split_help='fit on this split (keep val for measuring the '
+                                             'result)')
     calibrate.add_argument('--step', type=int, default=4,
                            help='sample every STEP-th pixel of each axis')
-    calibrate.add_argument('--classes', type=Path, default=DEFAULT_CLASSES_PATH)
     calibrate.add_argument('--threads', type=int, default=0)
     calibrate.add_argument('--json')
     calibrate.set_defaults(func=cmd_calibrate_bias)
@@ -288,12 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
         'resolution-ceiling',
         help='best per-class IoU of label maps decided per s x s cell and nearest-upsampled '
              '(ground truth only, no network)')
-    ceiling.add_argument('--data', type=Path, default=DEFAULT_DATA)
-    ceiling.add_argument('--split', default='val')
+    _add_labelled_data_arguments(ceiling, split='val')
     ceiling.add_argument('--strides', type=int, nargs='+', default=(16, 8, 4, 2))
-    ceiling.add_argument('--limit', type=int)
     ceiling.add_argument('--image-scale', type=float, default=1.0)
-    ceiling.add_argument('--classes', type=Path, default=DEFAULT_CLASSES_PATH)
     ceiling.add_argument('--json')
     ceiling.set_defaults(func=cmd_resolution_ceiling)
 

@@ -57,13 +57,9 @@ def test_ceiling_falls_with_stride_on_real_frames(camvid_pairs):
 
 
 def test_command_writes_one_report_per_stride(tmp_path, capsys):
-    split = tmp_path / 'val.txt'
-    split.write_text('\n'.join(
-        f'{image} {CAMVID_FIXTURES / "valannot" / image.name}'
-        for image in sorted((CAMVID_FIXTURES / 'val').glob('*.png'))) + '\n')
     report = tmp_path / 'ceiling.json'
-    assert seg_tool(['resolution-ceiling', '--data', str(split), '--strides', '16', '2',
-                     '--json', str(report)]) == 0
+    assert seg_tool(['resolution-ceiling', '--data', str(CAMVID_FIXTURES), '--strides', '16',
+                     '2', '--json', str(report)]) == 0
     payload = json.loads(report.read_text())
     assert payload['frames'] == 3 and set(payload['strides']) == {'16', '2'}
     assert payload['strides']['2']['miou'] > payload['strides']['16']['miou']

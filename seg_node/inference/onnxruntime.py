@@ -73,10 +73,10 @@ class OnnxRuntimeBackend:
                                          '1' if allow_spinning else '0')
         self.session = self._open(str(self.model_path), options)
         self.info = read_model_info(self.session, self.model_path)
-        self._lean_session = self._open(
-            pruned_model(self.model_path, [LABELS, CONFIDENCE]), options)
-        self._bindings = {False: self._lean_session.io_binding(),
-                          True: self.session.io_binding()}
+        lean_session = self._open(pruned_model(self.model_path, [LABELS, CONFIDENCE]), options)
+        # probabilities wanted -> (session, its I/O binding)
+        self._runners = {False: (lean_session, lean_session.io_binding()),
+                         True: (self.session, self.session.io_binding())}
         self._shape: tuple[int, int] | None = None
         self._buffers: dict[str, np.ndarray] = {}
 
@@ -107,7 +107,7 @@ class OnnxRuntimeBackend:
         height, width = image.shape[:2]
         if self._shape != (height, width):
             self._allocate(height, width)
-        binding = self._bindings[probabilities]
+        session, binding = self._runners[probabilities]
         binding.clear_binding_inputs()
         binding.clear_binding_outputs()
         binding.bind_cpu_input(self.info.input_name, np.ascontiguousarray(image)[None])
@@ -116,7 +116,7 @@ class OnnxRuntimeBackend:
             buffer = self._buffers[name]
             binding.bind_output(name, 'cpu', 0, buffer.dtype, buffer.shape,
                                 buffer.ctypes.data)
-        (self.session if probabilities else self._lean_session).run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         return SegResult(self._buffers[LABELS][0],
                          self._buffers[CONFIDENCE][0] if confidence else None,
                          self._buffers[PROBABILITIES][0] if probabilities else None)

@@ -216,9 +216,17 @@ class SegmentationModel(nn.Module):
         self.head = nn.Conv2d(decoder.out_channels, num_classes, 1)
         self.head_upsampling = head_upsampling
 
+    def scores_with_context(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the head's (N, K, H/s, W/s) logits and the encoder's deepest features.
+
+        s is the decoder's output stride; the features are (N, C, H/16, W/16).
+        """
+        features = self.encoder(x)
+        return self.head(self.decoder(features)), features[-1]
+
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Return the head's (N, K, H/s, W/s) logits at the decoder's output stride s."""
-        return self.head(self.decoder(self.encoder(x)))
+        return self.scores_with_context(x)[0]
 
     def upsample(self, scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Upsample (N, C, h, w) head-resolution maps by the integer factor to ``size``."""
@@ -236,9 +244,8 @@ class SegmentationModel(nn.Module):
 
         Training uses the deepest features for an auxiliary (deep supervision) head.
         """
-        features = self.encoder(x)
-        scores = self.head(self.decoder(features))
-        return self.upsample(scores, x.shape[-2:]), features[-1]
+        scores, context = self.scores_with_context(x)
+        return self.upsample(scores, x.shape[-2:]), context
 
 
 def _naive(num_classes: int) -> SegmentationModel:

@@ -59,16 +59,14 @@ def test_offsets_are_folded_into_the_head_bias(checkpoint, tmp_path, camvid_rgb)
 
 
 def test_command_fits_on_the_given_split_and_writes_a_checkpoint(checkpoint, tmp_path):
-    split = tmp_path / 'train.txt'
-    split.write_text('\n'.join(
-        f'{image} {CAMVID_FIXTURES / "valannot" / image.name}'
-        for image in sorted((CAMVID_FIXTURES / 'val').glob('*.png'))) + '\n')
     report = tmp_path / 'offsets.json'
     output = tmp_path / 'calibrated.pt'
     assert seg_tool(['calibrate-bias', str(checkpoint), '--output', str(output),
-                     '--data', str(split), '--step', '16', '--json', str(report)]) == 0
+                     '--data', str(CAMVID_FIXTURES), '--split', 'val', '--step', '16',
+                     '--json', str(report)]) == 0
     payload = json.loads(report.read_text())
-    assert payload['frames'] == 3 and len(payload['offsets']) == 11
+    assert payload['frames'] == 3 and payload['split'] == 'val'
+    assert len(payload['offsets']) == 11
     assert payload['miou_after'] >= payload['miou_before']
     _, config = load_checkpoint(output)
     assert config['class_offsets'] == pytest.approx(list(payload['offsets'].values()))
