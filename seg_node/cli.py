@@ -170,16 +170,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = bench.bench_e2e(args.model, args.frames, args.threads)
     else:
         from seg_node.inference.base import create_backend
-        from seg_node.inference.onnxruntime import OnnxRuntimeBackend
+        # several sessions are timed interleaved: idle ORT workers must not spin
+        options = {'onnxruntime': {'allow_spinning': False}}
         backends = {}
         for spec in args.backend:
             name, _, model = spec.partition('=')
-            backend_name = name.split('-')[0]
             path = Path(model) if model else args.model
-            if backend_name == 'onnxruntime':  # several sessions timed interleaved
-                backends[name] = OnnxRuntimeBackend(path, args.threads, allow_spinning=False)
-            else:
-                backends[name] = create_backend(backend_name, path, args.threads)
+            backends[name] = create_backend(name.split('-')[0], path, args.threads, options)
         result = bench.bench_backends(backends, args.frames)
     _write_json(args.json, result)
     return 0

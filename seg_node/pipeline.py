@@ -103,7 +103,7 @@ def load_segmenter(model: Path, classes_path: Path | None = None, backend: str =
     if inference_size is not None and min(inference_size) < 16:
         raise ConfigError(f'inference size {list(inference_size)} is invalid; give height and '
                           'width of at least 16 each')
-    network = create_backend(backend, model, threads, tensorrt_options, log)
+    network = create_backend(backend, model, threads, {'tensorrt': tensorrt_options or {}}, log)
     if network.info.num_classes != classes.num_classes:
         raise ConfigError(f'model {model} has {network.info.num_classes} classes but the class '
                           f'file {classes_path} lists {classes.num_classes}; pass the '

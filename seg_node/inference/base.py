@@ -1,7 +1,8 @@
 """The inference interface every backend implements, and the factory that picks one."""
 
 import importlib
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -78,7 +79,7 @@ def backend_available(name: str) -> bool:
 
 
 def create_backend(name: str, model_path: str | Path, num_threads: int = 0,
-                   tensorrt_options: dict[str, object] | None = None,
+                   options: Mapping[str, Mapping[str, object]] | None = None,
                    log: Callable[[str], None] | None = None) -> Backend:
     """Create the backend ``name``.
 
@@ -90,22 +91,23 @@ def create_backend(name: str, model_path: str | Path, num_threads: int = 0,
         name: one of :data:`DEPLOY_BACKENDS` or a key of :data:`BACKENDS`.
         model_path: ONNX model (or a torch checkpoint for ``torch``).
         num_threads: CPU threads for CPU backends; 0 lets the backend decide.
-        tensorrt_options: keyword options of the TensorRT backend (``precision``,
-            ``build_engine_if_missing``, ...).
+        options: per backend name, extra keyword options of that backend's class, e.g.
+            ``{'tensorrt': {'precision': 'fp16'}, 'onnxruntime': {'allow_spinning': False}}``;
+            ``auto`` hands each backend it tries its own entry.
         log: receives progress and fallback lines.
 
     Raises:
-        ConfigError: unknown backend name.
+        ConfigError: unknown backend name, or an option its backend does not take.
         ModelLoadError: the model cannot be loaded by that backend.
     """
     if name == 'auto':
         if backend_available('tensorrt'):
             try:
-                return create_backend('tensorrt', model_path, num_threads, tensorrt_options, log)
+                return create_backend('tensorrt', model_path, num_threads, options, log)
             except ModelLoadError as err:
                 if log is not None:
                     log(f'backend auto: TensorRT not used ({err}); using onnxruntime')
-        return create_backend('onnxruntime', model_path, num_threads)
+        return create_backend('onnxruntime', model_path, num_threads, options, log)
     if name not in BACKENDS:
         raise ConfigError(f'unknown backend {name!r}; valid choices: auto, '
                           + ', '.join(BACKENDS))
@@ -113,9 +115,14 @@ def create_backend(name: str, model_path: str | Path, num_threads: int = 0,
     if not model_path.is_file():
         raise ModelLoadError(f'model file {model_path} does not exist; pass an exported '
                              'ONNX model with the `model` parameter')
-    options: dict[str, object] = {}
-    if name == 'tensorrt':
-        options = dict(tensorrt_options or {})
-        if log is not None:
-            options.setdefault('log', log)
-    return _backend_class(name)(model_path, num_threads=num_threads, **options)
+    keywords = dict((options or {}).get(name, {}))
+    backend_class = _backend_class(name)
+    valid = sorted(set(inspect.signature(backend_class).parameters)
+                   - {'model_path', 'num_threads'})
+    unknown = sorted(set(keywords) - set(valid))
+    if unknown:
+        raise ConfigError(f'backend {name} has no option {", ".join(unknown)}; valid options: '
+                          + (', '.join(valid) or 'none'))
+    if name == 'tensorrt' and log is not None:
+        keywords.setdefault('log', log)
+    return backend_class(model_path, num_threads=num_threads, **keywords)

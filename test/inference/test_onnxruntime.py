@@ -4,7 +4,8 @@ import numpy as np
 import onnx
 import pytest
 
-from seg_node.errors import ModelLoadError
+from seg_node.errors import ConfigError, ModelLoadError
+from seg_node.inference.base import create_backend
 from seg_node.inference.onnxruntime import OnnxRuntimeBackend, pruned_model
 
 
@@ -40,3 +41,20 @@ def test_a_model_without_the_output_is_refused_with_the_remedy(tiny_model, tmp_p
     onnx.save(model, str(path))
     with pytest.raises(ModelLoadError, match='re-export'):
         pruned_model(path, ['labels', 'confidence'])
+
+
+def test_factory_hands_each_backend_its_own_options(tiny_model):
+    spinning = 'session.intra_op.allow_spinning'
+    default = create_backend('onnxruntime', tiny_model, 1)
+    quiet = create_backend('onnxruntime', tiny_model, 1,
+                           {'onnxruntime': {'allow_spinning': False},
+                            'tensorrt': {'precision': 'fp16'}})
+    assert default.session.get_session_options().get_session_config_entry(spinning) == '1'
+    assert quiet.session.get_session_options().get_session_config_entry(spinning) == '0'
+    assert create_backend('auto', tiny_model, 1, {'onnxruntime': {'allow_spinning': False}}) \
+        .session.get_session_options().get_session_config_entry(spinning) == '0'
+
+
+def test_factory_names_the_valid_options_of_a_backend(tiny_model):
+    with pytest.raises(ConfigError, match='no option precision; valid options: allow_spinning'):
+        create_backend('onnxruntime', tiny_model, options={'onnxruntime': {'precision': 'fp16'}})

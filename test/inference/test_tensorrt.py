@@ -340,7 +340,7 @@ def test_cached_engine_runs_with_buffers_per_shape_and_only_asked_outputs(
         model, fake_runtime, camvid_rgb):
     engine_cache.write_engine(model, fake_key(model), FAKE_ENGINE,
                               tensorrt.read_onnx(model)[1])
-    backend = create_backend('tensorrt', model, tensorrt_options={'precision': 'fp16'})
+    backend = create_backend('tensorrt', model, options={'tensorrt': {'precision': 'fp16'}})
     assert (backend.name, backend.precision, backend.info.num_classes) == ('tensorrt', 'fp16', 11)
     assert backend.info == OnnxRuntimeBackend(model).info
     reference = OnnxRuntimeBackend(model).infer(camvid_rgb, probabilities=True)
