@@ -137,22 +137,33 @@ def cmd_calibrate_bias(args: argparse.Namespace) -> int:
 
 
 def cmd_resolution_ceiling(args: argparse.Namespace) -> int:
-    """Print the per-class IoU ceiling of nearest-upsampled coarse label maps."""
+    """Print per-class IoU of label maps decided per s x s cell and nearest-upsampled."""
     from seg_node.dataset import load_split
     from seg_node.metrics import scores_to_dict
-    from seg_node.resolution import resolution_ceiling
+    from seg_node.resolution import model_at_strides, resolution_ceiling
     classes = load_classes(args.classes)
     data = load_split(args.data, args.split, args.limit, args.image_scale)
-    report = {}
-    print(f'{"stride":>6}  {"mIoU":>6}  ' + '  '.join(f'{n[:8]:>8}' for n in classes.names))
-    for stride in args.strides:
-        scores = resolution_ceiling(data.labels, stride, classes.num_classes).scores()
-        report[str(stride)] = scores_to_dict(scores, classes.names)
-        print(f'{stride:>6}  {scores.miou:6.3f}  '
-              + '  '.join(f'{value:8.3f}' for value in scores.iou))
+    tables = {'strides': {stride: resolution_ceiling(data.labels, stride, classes.num_classes)
+                          for stride in args.strides}}
+    if args.model:
+        frames = zip(data.images, data.labels, strict=True)
+        tables['model_strides'] = model_at_strides(
+            _backend_for(args.model, 'onnxruntime', args.threads), frames, args.strides,
+            classes.num_classes)
+    report: dict[str, object] = {'split': args.split, 'frames': len(data.labels)}
+    for key, matrices in tables.items():
+        print('ground truth (ceiling)' if key == 'strides' else f'model {args.model}')
+        print(f'{"stride":>6}  {"mIoU":>6}  ' + '  '.join(f'{n[:8]:>8}' for n in classes.names))
+        report[key] = {}
+        for stride, matrix in matrices.items():
+            scores = matrix.scores()
+            report[key][str(stride)] = scores_to_dict(scores, classes.names)
+            print(f'{stride:>6}  {scores.miou:6.3f}  '
+                  + '  '.join(f'{value:8.3f}' for value in scores.iou))
+    if args.model:
+        report['model'] = str(args.model)
     if args.json:
-        _write_json(args.json, {'split': args.split, 'frames': len(data.labels),
-                                'strides': report})
+        _write_json(args.json, report)
     return 0
 
 
@@ -288,10 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     ceiling = commands.add_parser(
         'resolution-ceiling',
         help='best per-class IoU of label maps decided per s x s cell and nearest-upsampled '
-             '(ground truth only, no network)')
+             '(ground truth; with --model also that network decided per cell)')
     _add_labelled_data_arguments(ceiling, split='val')
     ceiling.add_argument('--strides', type=int, nargs='+', default=(16, 8, 4, 2))
     ceiling.add_argument('--image-scale', type=float, default=1.0)
+    ceiling.add_argument('--model', type=Path,
+                         help='ONNX model or checkpoint: also score its probabilities decided '
+                              'per cell')
+    ceiling.add_argument('--threads', type=int, default=0)
     ceiling.add_argument('--json')
     ceiling.set_defaults(func=cmd_resolution_ceiling)
 

@@ -6,13 +6,41 @@ measures that ceiling on ground truth alone: every cell gets its most frequent s
 (the best single label for the cell's pixel accuracy), is upsampled back with nearest
 neighbour, and is scored against the full-resolution truth with the shared confusion matrix.
 No network is involved, so the numbers isolate what the upsampling design itself loses.
+
+The same cell decision applied to a trained network's full-resolution probabilities
+(:func:`model_at_strides`) asks the converse: how much of what the network gets right on
+thin classes would it lose if it decided per cell like the naive design.
 """
 
 from collections.abc import Iterable
 
 import numpy as np
 
+from seg_node.inference.base import Backend
 from seg_node.metrics import ConfusionMatrix
+
+
+def cell_decisions(scores: np.ndarray, stride: int) -> np.ndarray:
+    """Return each s x s cell's class of highest summed score, upsampled with nearest neighbour.
+
+    Args:
+        scores: (K, H, W) float32 per-pixel class evidence: probabilities, or a one-hot map.
+        stride: cell size s in pixels; partial cells at the bottom/right use the pixels they
+            have.
+
+    Returns:
+        (H, W) uint8 labels, constant over each s x s cell (ties go to the lower id; cells
+        with no evidence at all get K, i.e. void).
+
+    """
+    num_classes, height, width = scores.shape
+    rows, cols = -(-height // stride), -(-width // stride)
+    padded = np.zeros((num_classes, rows * stride, cols * stride), np.float32)
+    padded[:, :height, :width] = scores
+    sums = padded.reshape(num_classes, rows, stride, cols, stride).sum(axis=(2, 4))
+    decided = sums.argmax(axis=0).astype(np.uint8)
+    decided[sums.max(axis=0) == 0] = num_classes
+    return decided.repeat(stride, axis=0).repeat(stride, axis=1)[:height, :width]
 
 
 def coarse_labels(truth: np.ndarray, stride: int, num_classes: int) -> np.ndarray:
@@ -28,17 +56,8 @@ def coarse_labels(truth: np.ndarray, stride: int, num_classes: int) -> np.ndarra
         get ``num_classes``, i.e. void).
 
     """
-    height, width = truth.shape
-    rows, cols = -(-height // stride), -(-width // stride)
-    padded = np.full((rows * stride, cols * stride), num_classes, np.uint8)
-    padded[:height, :width] = truth
-    cells = padded.reshape(rows, stride, cols, stride).transpose(0, 2, 1, 3)
-    cells = cells.reshape(rows, cols, stride * stride)
-    counts = np.stack([(cells == k).sum(axis=-1) for k in range(num_classes)], axis=-1)
-    majority = counts.argmax(axis=-1).astype(np.uint8)
-    majority[counts.max(axis=-1) == 0] = num_classes
-    upsampled = majority.repeat(stride, axis=0).repeat(stride, axis=1)
-    return upsampled[:height, :width]
+    one_hot = truth[None] == np.arange(num_classes, dtype=truth.dtype)[:, None, None]
+    return cell_decisions(one_hot.astype(np.float32), stride)
 
 
 def resolution_ceiling(labels: Iterable[np.ndarray], stride: int,
@@ -55,3 +74,27 @@ def resolution_ceiling(labels: Iterable[np.ndarray], stride: int,
     for truth in labels:
         matrix.update(truth, coarse_labels(truth, stride, num_classes))
     return matrix
+
+
+def model_at_strides(backend: Backend, frames: Iterable[tuple[np.ndarray, np.ndarray]],
+                     strides: Iterable[int], num_classes: int) -> dict[int, ConfusionMatrix]:
+    """Score a network's probabilities decided per s x s cell, for each stride s.
+
+    Stride 1 is the network as exported (the argmax of its probabilities).
+
+    Args:
+        backend: any inference backend.
+        frames: pairs of (H, W, 3) uint8 RGB image and (H, W) uint8 ground-truth ids.
+        strides: cell sizes to score.
+        num_classes: K; ground-truth ids >= K (void) are not scored.
+
+    Returns:
+        One confusion matrix per stride.
+
+    """
+    matrices = {stride: ConfusionMatrix(num_classes) for stride in strides}
+    for image, truth in frames:
+        probabilities = backend.infer(image, confidence=False, probabilities=True).probabilities
+        for stride, matrix in matrices.items():
+            matrix.update(truth, cell_decisions(probabilities, stride))
+    return matrices

@@ -7,7 +7,9 @@ import pytest
 
 from conftest import CAMVID_FIXTURES
 from seg_node.cli import main as seg_tool
-from seg_node.resolution import coarse_labels, resolution_ceiling
+from seg_node.metrics import ConfusionMatrix
+from seg_node.inference.onnxruntime import OnnxRuntimeBackend
+from seg_node.resolution import cell_decisions, coarse_labels, model_at_strides, resolution_ceiling
 
 VOID = 3
 
@@ -56,11 +58,34 @@ def test_ceiling_falls_with_stride_on_real_frames(camvid_pairs):
     assert mious[0] > mious[1] > mious[2]
 
 
-def test_command_writes_one_report_per_stride(tmp_path, capsys):
+def test_command_writes_one_report_per_stride(tmp_path, capsys, tiny_model):
     report = tmp_path / 'ceiling.json'
     assert seg_tool(['resolution-ceiling', '--data', str(CAMVID_FIXTURES), '--strides', '16',
-                     '2', '--json', str(report)]) == 0
+                     '2', '--model', str(tiny_model), '--threads', '1',
+                     '--json', str(report)]) == 0
     payload = json.loads(report.read_text())
     assert payload['frames'] == 3 and set(payload['strides']) == {'16', '2'}
     assert payload['strides']['2']['miou'] > payload['strides']['16']['miou']
+    assert set(payload['model_strides']) == {'16', '2'}
+    assert payload['model'] == str(tiny_model)
     assert 'pole' in capsys.readouterr().out
+
+
+def test_cell_decisions_sum_the_evidence_of_each_cell():
+    scores = np.zeros((2, 2, 4), np.float32)
+    scores[0] = [[0.6, 0.6, 0.0, 0.0], [0.6, 0.6, 0.2, 0.2]]
+    scores[1] = [[0.4, 0.4, 0.9, 0.1], [0.4, 0.4, 0.0, 0.0]]
+    # Left cell: 2.4 vs 1.6 -> class 0; right cell: 0.4 vs 1.0 -> class 1.
+    np.testing.assert_array_equal(cell_decisions(scores, 2), [[0, 0, 1, 1], [0, 0, 1, 1]])
+    np.testing.assert_array_equal(cell_decisions(scores, 1), scores.argmax(axis=0))
+
+
+def test_model_at_stride_one_is_the_model_and_coarser_cells_differ(tiny_model, camvid_pairs):
+    backend = OnnxRuntimeBackend(tiny_model, num_threads=1)
+    matrices = model_at_strides(backend, camvid_pairs, (1, 16), 11)
+    exported = ConfusionMatrix(11)
+    for image, truth in camvid_pairs:
+        exported.update(truth, backend.infer(image, confidence=False).labels)
+    np.testing.assert_array_equal(matrices[1].matrix, exported.matrix)
+    assert matrices[16].matrix.sum() == exported.matrix.sum()
+    assert not np.array_equal(matrices[16].matrix, exported.matrix)
