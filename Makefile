@@ -22,7 +22,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/flake8 seg_node test launch setup.py
+	$(VENV)/bin/flake8 seg_node test launch scripts setup.py
 
 bench: setup
 	$(VENV)/bin/seg_tool bench

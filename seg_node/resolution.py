@@ -98,3 +98,48 @@ def model_at_strides(backend: Backend, frames: Iterable[tuple[np.ndarray, np.nda
         for stride, matrix in matrices.items():
             matrix.update(truth, cell_decisions(probabilities, stride))
     return matrices
+
+
+def horizontal_run_lengths(mask: np.ndarray) -> np.ndarray:
+    """Return, for each set pixel, the length of the horizontal run of set pixels it is in.
+
+    A vertical pole's run length is its width in pixels at that row.
+
+    Args:
+        mask: (H, W) bool.
+
+    Returns:
+        (H, W) int64 run lengths, 0 where ``mask`` is False.
+
+    """
+    edges = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)
+    starts, ends = np.nonzero(edges == 1)[1], np.nonzero(edges == -1)[1]
+    lengths = ends - starts
+    runs = np.zeros(mask.shape, np.int64)
+    runs[mask] = np.repeat(lengths, lengths)
+    return runs
+
+
+def recall_by_width(pairs: Iterable[tuple[np.ndarray, np.ndarray]], class_id: int,
+                    max_width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Count a class's truth pixels, and those predicted as it, by the width of their run.
+
+    Args:
+        pairs: (truth, prediction) pairs of (H, W) uint8 class ids.
+        class_id: the class to measure (e.g. pole).
+        max_width: widths above it are counted in the last bin.
+
+    Returns:
+        Two (max_width,) int64 arrays: truth pixels and recalled pixels whose horizontal run
+        is 1, 2, ..., ``max_width`` or more pixels wide.
+
+    """
+    truth_pixels = np.zeros(max_width, np.int64)
+    recalled = np.zeros(max_width, np.int64)
+    for truth, prediction in pairs:
+        mask = truth == class_id
+        bins = np.minimum(horizontal_run_lengths(mask)[mask], max_width) - 1
+        truth_pixels += np.bincount(bins, minlength=max_width)
+        recalled += np.bincount(bins, weights=prediction[mask] == class_id,
+                                minlength=max_width).astype(np.int64)
+    return truth_pixels, recalled

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ['seg_node', 'test', 'launch', 'setup.py']
+SOURCES = ['seg_node', 'test', 'launch', 'scripts', 'setup.py']
 
 
 def run(tool: str, *args: str) -> subprocess.CompletedProcess:

@@ -7,9 +7,16 @@ import pytest
 
 from conftest import CAMVID_FIXTURES
 from seg_node.cli import main as seg_tool
-from seg_node.metrics import ConfusionMatrix
 from seg_node.inference.onnxruntime import OnnxRuntimeBackend
-from seg_node.resolution import cell_decisions, coarse_labels, model_at_strides, resolution_ceiling
+from seg_node.metrics import ConfusionMatrix
+from seg_node.resolution import (
+    cell_decisions,
+    coarse_labels,
+    horizontal_run_lengths,
+    model_at_strides,
+    recall_by_width,
+    resolution_ceiling,
+)
 
 VOID = 3
 
@@ -89,3 +96,22 @@ def test_model_at_stride_one_is_the_model_and_coarser_cells_differ(tiny_model, c
     np.testing.assert_array_equal(matrices[1].matrix, exported.matrix)
     assert matrices[16].matrix.sum() == exported.matrix.sum()
     assert not np.array_equal(matrices[16].matrix, exported.matrix)
+
+
+def test_run_lengths_are_the_width_of_each_horizontal_run():
+    mask = np.array([[1, 1, 0, 1],
+                     [0, 1, 1, 1],
+                     [0, 0, 0, 0]], bool)
+    np.testing.assert_array_equal(horizontal_run_lengths(mask),
+                                  [[2, 2, 0, 1], [0, 3, 3, 3], [0, 0, 0, 0]])
+
+
+def test_recall_by_width_counts_thin_and_wide_pole_pixels():
+    truth = pole_scene()
+    truth[:, 2] = 1  # the pole is now 2 pixels wide
+    truth[3, 5] = 1  # and a 1-pixel pole fragment
+    prediction = np.zeros_like(truth)
+    prediction[:2, 1] = 1  # the top half of the wide pole's left column is found
+    pixels, recalled = recall_by_width([(truth, prediction)], class_id=1, max_width=2)
+    np.testing.assert_array_equal(pixels, [1, 8])
+    np.testing.assert_array_equal(recalled, [0, 2])
