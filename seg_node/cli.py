@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--output', type=Path, required=True, help='run folder')
     train.add_argument('--arch', default='fast', choices=('naive', 'decoder', 'segnet', 'fast'))
     train.add_argument('--classes', type=Path, default=DEFAULT_CLASSES_PATH)
-    train.add_argument('--epochs', type=int, default=110)
+    train.add_argument('--epochs', type=int, default=200)
     train.add_argument('--batch-size', type=int, default=8)
     train.add_argument('--crop', type=int, default=288)
     train.add_argument('--scale', type=float, nargs=2, default=(0.7, 1.8))

@@ -44,7 +44,7 @@ class TrainConfig:
     output: str
     arch: str = 'fast'
     classes: str = str(DEFAULT_CLASSES_PATH)
-    epochs: int = 110
+    epochs: int = 200
     batch_size: int = 8
     crop: int = 288
     scale_min: float = 0.7
