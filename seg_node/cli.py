@@ -143,16 +143,18 @@ def cmd_resolution_ceiling(args: argparse.Namespace) -> int:
     from seg_node.resolution import model_at_strides, resolution_ceiling
     classes = load_classes(args.classes)
     data = load_split(args.data, args.split, args.limit, args.image_scale)
-    tables = {'strides': {stride: resolution_ceiling(data.labels, stride, classes.num_classes)
-                          for stride in args.strides}}
+    # report key -> (title, confusion matrix per stride)
+    tables = {'strides': ('ground truth (ceiling)', {
+        stride: resolution_ceiling(data.labels, stride, classes.num_classes)
+        for stride in args.strides})}
     if args.model:
         frames = zip(data.images, data.labels, strict=True)
-        tables['model_strides'] = model_at_strides(
+        tables['model_strides'] = (f'model {args.model}', model_at_strides(
             _backend_for(args.model, 'onnxruntime', args.threads), frames, args.strides,
-            classes.num_classes)
+            classes.num_classes))
     report: dict[str, object] = {'split': args.split, 'frames': len(data.labels)}
-    for key, matrices in tables.items():
-        print('ground truth (ceiling)' if key == 'strides' else f'model {args.model}')
+    for key, (title, matrices) in tables.items():
+        print(title)
         print(f'{"stride":>6}  {"mIoU":>6}  ' + '  '.join(f'{n[:8]:>8}' for n in classes.names))
         report[key] = {}
         for stride, matrix in matrices.items():

@@ -140,6 +140,5 @@ def recall_by_width(pairs: Iterable[tuple[np.ndarray, np.ndarray]], class_id: in
         mask = truth == class_id
         bins = np.minimum(horizontal_run_lengths(mask)[mask], max_width) - 1
         truth_pixels += np.bincount(bins, minlength=max_width)
-        recalled += np.bincount(bins, weights=prediction[mask] == class_id,
-                                minlength=max_width).astype(np.int64)
+        recalled += np.bincount(bins[prediction[mask] == class_id], minlength=max_width)
     return truth_pixels, recalled
