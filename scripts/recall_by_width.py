@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument('--max-width', type=int, default=8)
     parser.add_argument('--threads', type=int, default=2)
     args = parser.parse_args()
-    class_id = load_classes().names.index(args.class_name)
+    class_id = int(load_classes().ids([args.class_name])[0])
     backend = create_backend('onnxruntime', args.model, args.threads)
     data = load_split(args.data, args.split)
     pairs = ((truth, backend.infer(image, confidence=False).labels)

@@ -7,7 +7,7 @@ import numpy as np
 import yaml
 
 from seg_node import MODELS_DIR
-from seg_node.errors import ModelLoadError
+from seg_node.errors import ConfigError, ModelLoadError
 
 DEFAULT_CLASSES_PATH = MODELS_DIR / 'classes.yaml'
 
@@ -37,6 +37,18 @@ class ClassList:
         lut = np.zeros((256, 3), np.uint8)
         lut[: self.num_classes] = self.palette
         return lut
+
+    def ids(self, names: tuple[str, ...] | list[str]) -> np.ndarray:
+        """Return the (M,) int64 class ids of ``names``.
+
+        Raises:
+            ConfigError: a name is not in the class file; the message lists the valid names.
+        """
+        unknown = [name for name in names if name not in self.names]
+        if unknown:
+            raise ConfigError(f'unknown class {", ".join(unknown)}; the class file has '
+                              f'{", ".join(self.names)}')
+        return np.array([self.names.index(name) for name in names], dtype=np.int64)
 
 
 def classes_beside(model_path: str | Path) -> Path:

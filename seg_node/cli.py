@@ -36,7 +36,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         scale_min=args.scale[0], scale_max=args.scale[1], lr=args.lr,
         weight_decay=args.weight_decay, seed=args.seed, bf16=args.bf16,
         hard_fraction=args.hard_fraction, class_weighting=args.class_weighting,
-        jaccard_weight=args.jaccard_weight, aux_weight=args.aux_weight, device=args.device,
+        jaccard_weight=args.jaccard_weight, aux_weight=args.aux_weight,
+        paste_classes=tuple(args.paste_classes), paste_probability=args.paste_probability,
+        device=args.device,
         eval_every=args.eval_every, threads=args.threads, image_scale=args.image_scale,
         train_limit=args.train_limit,
         val_limit=args.val_limit)
@@ -247,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--aux-weight', type=float, default=0.4,
                        help='weight of an auxiliary head on the stride-16 features (deep '
                             'supervision, dropped at export); 0 disables it')
+    train.add_argument('--paste-classes', nargs='+', default=(), metavar='NAME',
+                       help='class names whose objects are pasted from another training '
+                            'frame (same rows, shifted columns), e.g. pole sign_symbol')
+    train.add_argument('--paste-probability', type=float, default=0.0,
+                       help='chance that a training frame gets pasted objects')
     train.add_argument('--eval-every', type=int, default=5)
     train.add_argument('--device', default='auto', help='auto (cuda when present) | cpu | cuda')
     train.add_argument('--threads', type=int, default=0)

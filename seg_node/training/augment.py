@@ -1,4 +1,9 @@
-"""Training-time augmentation of (image, label) pairs: scale, crop, flip and colour jitter."""
+"""Training-time augmentation of (image, label) pairs.
+
+Scale, crop, flip and colour jitter, and pasting of thin/rare objects (poles, signs, people)
+from another frame, so they are seen in front of other backgrounds than the ones they were
+photographed against.
+"""
 
 from dataclasses import dataclass
 
@@ -71,3 +76,40 @@ def jitter_colour(image: np.ndarray, config: AugmentConfig,
     grey = x.mean(axis=2, keepdims=True)
     x = (x - grey) * (1.0 + rng.uniform(-config.saturation, config.saturation)) + grey
     return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def paste_objects(image: np.ndarray, label: np.ndarray, donor_image: np.ndarray,
+                  donor_label: np.ndarray, class_ids: np.ndarray, shift: int,
+                  flip: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Return copies of ``image``/``label`` with a donor frame's objects of ``class_ids`` on top.
+
+    Rows are kept (objects stay at the height the camera saw them, standing on the ground);
+    columns move by ``shift``. Pixels shifted past either edge are dropped. Frames of
+    different sizes share their top-left overlap.
+
+    Args:
+        image: (H, W, 3) uint8 RGB receiving the objects.
+        label: (H, W) uint8 class ids of ``image``.
+        donor_image: (H', W', 3) uint8 RGB the objects are cut from.
+        donor_label: (H', W') uint8 class ids of ``donor_image``.
+        class_ids: (M,) class ids to paste.
+        shift: columns to move the objects right (negative: left).
+        flip: mirror the donor left-right before shifting.
+
+    Returns:
+        (H, W, 3) uint8 image and (H, W) uint8 label.
+
+    """
+    image, label = image.copy(), label.copy()
+    if flip:
+        donor_image, donor_label = donor_image[:, ::-1], donor_label[:, ::-1]
+    height = min(label.shape[0], donor_label.shape[0])
+    width = min(label.shape[1], donor_label.shape[1])
+    if abs(shift) >= width:
+        return image, label
+    source = slice(max(-shift, 0), width - max(shift, 0))
+    target = slice(max(shift, 0), width - max(-shift, 0))
+    mask = np.isin(donor_label[:height, source], class_ids)
+    image[:height, target][mask] = donor_image[:height, source][mask]
+    label[:height, target][mask] = donor_label[:height, source][mask]
+    return image, label

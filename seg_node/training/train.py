@@ -2,7 +2,8 @@
 
 Cross-entropy with void ignored and class weights (median-frequency or its square root),
 optionally plus a soft-Jaccard term and an auxiliary head on the stride-16 features (deep
-supervision, training only); scale/crop/flip/colour augmentation, AdamW with a one-cycle
+supervision, training only); scale/crop/flip/colour augmentation and optional pasting of chosen
+classes' objects from another training frame, AdamW with a one-cycle
 schedule, per-epoch checkpoints (``last.pt``, resumable) and val mIoU through the same deploy
 graph that is exported.
 """
@@ -26,14 +27,15 @@ from seg_node.inference.torch import TorchBackend
 from seg_node.metrics import format_table
 from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
-from seg_node.training.augment import augment, AugmentConfig
+from seg_node.training.augment import augment, AugmentConfig, paste_objects
 from seg_node.training.losses import cross_entropy, LOSS_IGNORE, soft_jaccard
 
 # Settings that may change when a run is resumed; every other TrainConfig field defines the
 # run (schedule length, data, losses) and must match the checkpoint.
 RESUMABLE_CHANGES = frozenset({'data', 'output', 'device', 'eval_every', 'threads'})
 # Settings added after the first checkpoints were written: those runs trained without them.
-SETTINGS_OFF_BEFORE_ADDED = {'jaccard_weight': 0.0, 'aux_weight': 0.0}
+SETTINGS_OFF_BEFORE_ADDED = {'jaccard_weight': 0.0, 'aux_weight': 0.0,
+                             'paste_classes': (), 'paste_probability': 0.0}
 
 
 @dataclass
@@ -57,6 +59,8 @@ class TrainConfig:
     class_weighting: str = 'sqrt-median-frequency'
     jaccard_weight: float = 1.0
     aux_weight: float = 0.4
+    paste_classes: tuple[str, ...] = ()
+    paste_probability: float = 0.0
     device: str = 'auto'
     eval_every: int = 5
     threads: int = 0
@@ -66,9 +70,18 @@ class TrainConfig:
 
 
 def _batch(data, indices: np.ndarray, augmentation: AugmentConfig, rng: np.random.Generator,
-           ignore_index: int) -> tuple[torch.Tensor, torch.Tensor]:
-    pairs = [augment(data.images[i], data.labels[i], augmentation, rng, ignore_index)
-             for i in indices]
+           ignore_index: int, paste_ids: np.ndarray,
+           paste_probability: float) -> tuple[torch.Tensor, torch.Tensor]:
+    pairs = []
+    for index in indices:
+        image, label = data.images[index], data.labels[index]
+        if paste_ids.size and rng.random() < paste_probability:
+            donor = rng.integers(len(data.images))
+            half_width = label.shape[1] // 2
+            image, label = paste_objects(image, label, data.images[donor], data.labels[donor],
+                                         paste_ids, int(rng.integers(-half_width, half_width + 1)),
+                                         bool(rng.random() < 0.5))
+        pairs.append(augment(image, label, augmentation, rng, ignore_index))
     images = torch.from_numpy(np.stack([image for image, _ in pairs]))
     labels = torch.from_numpy(np.stack([label for _, label in pairs])).long()
     return images, labels
@@ -133,6 +146,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     classes = load_classes(config.classes)
+    paste_ids = classes.ids(config.paste_classes)
     train_data = load_split(Path(config.data), 'train', config.train_limit, config.image_scale)
     val_data = load_split(Path(config.data), 'val', config.val_limit, config.image_scale)
     mean, std = channel_statistics(train_data.images)
@@ -185,7 +199,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         for step in bar:
             indices = order[step * config.batch_size:(step + 1) * config.batch_size]
             images, labels = _batch(train_data, indices, augmentation, rng,
-                                    classes.ignore_index)
+                                    classes.ignore_index, paste_ids, config.paste_probability)
             labels[labels >= classes.num_classes] = LOSS_IGNORE
             losses.append(training_step(network, deploy, images, labels, optimizer,
                                         loss_weights, config.bf16, config.hard_fraction,

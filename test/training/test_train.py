@@ -132,3 +132,17 @@ def test_hard_example_mining_averages_the_hardest_pixels(camvid_pairs):
                                                torch.ones(classes.num_classes),
                                                hard_fraction=fraction)
     assert first_losses[0.25] > first_losses[1.0]
+
+
+def test_pasting_reaches_the_training_batches(data, tmp_path):
+    runs = {}
+    for probability in (0.0, 1.0):
+        output = tmp_path / str(probability)
+        train(TrainConfig(data=str(data), output=str(output), arch='fast', epochs=1,
+                          batch_size=2, crop=96, eval_every=0, threads=2, seed=5,
+                          paste_classes=('pole', 'pedestrian'),
+                          paste_probability=probability))
+        runs[probability] = losses(output)
+        state = torch.load(output / 'last.pt', weights_only=False)
+        assert state['train_config']['paste_classes'] == ('pole', 'pedestrian')
+    assert runs[1.0] != pytest.approx(runs[0.0], rel=1e-4)
