@@ -9,7 +9,7 @@ Tells a resolution limit (thin objects missed, wide ones found) from a recogniti
 import argparse
 from pathlib import Path
 
-from seg_node.classes import load_classes
+from seg_node.classes import classes_beside, load_classes
 from seg_node.cli import DEFAULT_DATA
 from seg_node.dataset import load_split
 from seg_node.inference.base import create_backend
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument('--max-width', type=int, default=8)
     parser.add_argument('--threads', type=int, default=2)
     args = parser.parse_args()
-    class_id = int(load_classes().ids([args.class_name])[0])
+    class_id = int(load_classes(classes_beside(args.model)).ids([args.class_name])[0])
     backend = create_backend('onnxruntime', args.model, args.threads)
     data = load_split(args.data, args.split)
     pairs = ((truth, backend.infer(image, confidence=False).labels)
