@@ -2,10 +2,10 @@
 
 Cross-entropy with void ignored and class weights (median-frequency or its square root),
 optionally plus a soft-Jaccard term and an auxiliary head on the stride-16 features (deep
-supervision, training only); scale/crop/flip/colour augmentation and optional pasting of chosen
-classes' objects from another training frame, AdamW with a one-cycle
-schedule, per-epoch checkpoints (``last.pt``, resumable) and val mIoU through the same deploy
-graph that is exported.
+supervision, training only); scale/crop/flip/colour augmentation and optional pasting of
+chosen classes' objects from another training frame, AdamW with a one-cycle schedule,
+per-epoch checkpoints (``last.pt``, resumable) and val mIoU through the same deploy graph
+that is exported.
 """
 
 import json
@@ -147,6 +147,10 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     rng = np.random.default_rng(config.seed)
     classes = load_classes(config.classes)
     paste_ids = classes.ids(config.paste_classes)
+    if not 0.0 <= config.paste_probability <= 1.0 or (config.paste_probability
+                                                      and not paste_ids.size):
+        raise ConfigError(f'paste probability {config.paste_probability} needs to be in 0..1 '
+                          'and, above 0, at least one class to paste (--paste-classes)')
     train_data = load_split(Path(config.data), 'train', config.train_limit, config.image_scale)
     val_data = load_split(Path(config.data), 'val', config.val_limit, config.image_scale)
     mean, std = channel_statistics(train_data.images)

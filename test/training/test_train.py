@@ -146,3 +146,13 @@ def test_pasting_reaches_the_training_batches(data, tmp_path):
         state = torch.load(output / 'last.pt', weights_only=False)
         assert state['train_config']['paste_classes'] == ('pole', 'pedestrian')
     assert runs[1.0] != pytest.approx(runs[0.0], rel=1e-4)
+
+
+@pytest.mark.parametrize(('classes', 'probability'), [(('pole',), 1.5), ((), 0.5)])
+def test_paste_settings_are_refused_before_training(data, tmp_path, classes, probability):
+    config = TrainConfig(data=str(data), output=str(tmp_path), epochs=1, batch_size=2,
+                         crop=96, eval_every=0, threads=2, paste_classes=classes,
+                         paste_probability=probability)
+    with pytest.raises(ConfigError, match='paste probability'):
+        train(config)
+    assert not (tmp_path / 'last.pt').exists()
