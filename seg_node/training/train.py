@@ -147,10 +147,11 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     rng = np.random.default_rng(config.seed)
     classes = load_classes(config.classes)
     paste_ids = classes.ids(config.paste_classes)
-    if not 0.0 <= config.paste_probability <= 1.0 or (config.paste_probability
-                                                      and not paste_ids.size):
-        raise ConfigError(f'paste probability {config.paste_probability} needs to be in 0..1 '
-                          'and, above 0, at least one class to paste (--paste-classes)')
+    if not 0.0 <= config.paste_probability <= 1.0:
+        raise ConfigError(f'paste probability {config.paste_probability} needs to be in 0..1')
+    if config.paste_probability and not paste_ids.size:
+        raise ConfigError(f'paste probability {config.paste_probability} needs at least one '
+                          'class to paste (--paste-classes)')
     train_data = load_split(Path(config.data), 'train', config.train_limit, config.image_scale)
     val_data = load_split(Path(config.data), 'val', config.val_limit, config.image_scale)
     mean, std = channel_statistics(train_data.images)
