@@ -13,7 +13,7 @@ from seg_node import cli_bags
 from seg_node import cli_tensorrt
 from seg_node.classes import DEFAULT_CLASSES_PATH, load_classes
 from seg_node.errors import SegNodeError
-from seg_node.models import DEFAULT_MODEL_PATH
+from seg_node.models import ARCHITECTURE_NAMES, DEFAULT_MODEL_PATH
 
 DEFAULT_DATA = Path('../shared/datasets/camvid')
 
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser('train', help='train a network on CamVid-format data')
     train.add_argument('--data', type=Path, default=DEFAULT_DATA)
     train.add_argument('--output', type=Path, required=True, help='run folder')
-    train.add_argument('--arch', default='fast', choices=('naive', 'decoder', 'segnet', 'fast'))
+    train.add_argument('--arch', default='fast', choices=ARCHITECTURE_NAMES)
     train.add_argument('--classes', type=Path, default=DEFAULT_CLASSES_PATH)
     train.add_argument('--epochs', type=int, default=200)
     train.add_argument('--batch-size', type=int, default=8)

@@ -13,9 +13,13 @@ Architectures:
              matching encoder block (SegNet's pooling-index unpooling).
     fast:    the car's model: strided residual encoder with a dilated, globally pooled
              context bottleneck and a skip-connected decoder (nearest x2 + 3x3 convs).
+    fast_wide: ``fast`` with 1.5x the channels at every stride (24-48-96-192).
+    fast_deep: ``fast`` with twice the channels at strides 8 and 16 (128, 256) and one
+             more residual block at stride 8: capacity where objects are recognised.
 """
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -264,8 +268,9 @@ def _segnet(num_classes: int) -> SegmentationModel:
                              num_classes)
 
 
-def _fast(num_classes: int) -> SegmentationModel:
-    encoder = FastEncoder()
+def _fast(num_classes: int, widths: tuple[int, ...] = (16, 32, 64, 128),
+          blocks: tuple[int, ...] = (0, 2, 3, 0)) -> SegmentationModel:
+    encoder = FastEncoder(widths, blocks)
     return SegmentationModel(encoder, SkipDecoder(encoder.widths), num_classes,
                              head_upsampling='bilinear')
 
@@ -275,6 +280,8 @@ ARCHITECTURES: dict[str, Callable[[int], SegmentationModel]] = {
     'decoder': _decoder,
     'segnet': _segnet,
     'fast': _fast,
+    'fast_wide': partial(_fast, widths=(24, 48, 96, 192)),
+    'fast_deep': partial(_fast, widths=(16, 32, 128, 256), blocks=(0, 2, 4, 0)),
 }
 
 

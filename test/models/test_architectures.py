@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from seg_node.inference.onnxruntime import OnnxRuntimeBackend
+from seg_node.models import ARCHITECTURE_NAMES
 from seg_node.models.architectures import ARCHITECTURES, build_model, OUTPUT_STRIDE, unpool2
 from seg_node.models.deploy import DeployModel
 from seg_node.training.export import export_onnx, operator_report, verify_export
@@ -52,6 +53,10 @@ class TestArchitecture:
         assert report.label_agreement >= 0.999
         assert report.unsupported == []
         assert operator_report(path)[1] == []
+
+
+def test_cli_names_every_architecture():
+    assert ARCHITECTURE_NAMES == tuple(ARCHITECTURES)
 
 
 def test_segnet_unpooling_matches_index_unpooling_without_ties():
