@@ -108,12 +108,15 @@ def camera_info_msg(header: Any, height: int, width: int) -> Any:
 
 
 def decode_label(msg: Any) -> np.ndarray:
-    """Return the (H, W) uint8 class ids of a mono8 ground-truth Image.
+    """Return the (H, W) uint8 class ids of a ground-truth mono8 Image or PNG CompressedImage.
 
     Raises:
-        ImageError: not mono8, or the message cannot be decoded.
+        ImageError: not mono8 / single-channel 8-bit PNG (JPEG is refused: lossy compression
+            changes class ids), or the message cannot be decoded.
 
     """
+    if hasattr(msg, 'format'):
+        return image_codec.decode_compressed_mono8(msg)
     if msg.encoding != 'mono8':
         raise ImageError(f'ground-truth image has encoding {msg.encoding!r}; publish class '
                          'ids as mono8')
@@ -433,7 +436,8 @@ def evaluate_bag(bag: Path, segmenter: Segmenter, classes: ClassList, image_topi
         segmenter: from load_segmenter.
         classes: the class file matching the model.
         image_topic: sensor_msgs/Image (any accepted encoding) or CompressedImage topic.
-        label_topic: mono8 ground truth matched to frames by identical header stamp.
+        label_topic: ground truth (mono8 Image or PNG CompressedImage) matched to
+            frames by identical header stamp.
         output_bag: new rosbag2 for the camera topic plus labels (mono8), confidence
             (32FC1) and colour (rgb8) with each camera frame's header.
         output_storage: 'sqlite3' or 'mcap' for ``output_bag``.
@@ -447,7 +451,7 @@ def evaluate_bag(bag: Path, segmenter: Segmenter, classes: ClassList, image_topi
                        'ground-truth topic as --label-topic')
     with open_bag(bag) as reader, ExitStack() as stack:
         cameras = topic_connections(reader, image_topic, CAMERA_TYPES)
-        truths = topic_connections(reader, label_topic, (IMAGE,)) if label_topic else []
+        truths = topic_connections(reader, label_topic, CAMERA_TYPES) if label_topic else []
         pairing = StampPairing(classes.num_classes, _ground_truth_stamps(reader, truths))
         evaluation = BagEvaluation(pairing)
         writer = (stack.enter_context(BagWriter(output_bag, output_storage))

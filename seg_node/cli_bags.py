@@ -95,7 +95,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument('bag', type=Path, help='rosbag2 folder (sqlite3, mcap) or ROS 1 .bag')
     evaluate.add_argument('--image-topic', required=True,
                           help='sensor_msgs/Image or CompressedImage topic')
-    evaluate.add_argument('--label-topic', help='mono8 ground truth, matched by header stamp')
+    evaluate.add_argument('--label-topic', help='ground truth (mono8 Image or PNG '
+                          'CompressedImage), matched by header stamp')
     evaluate.add_argument('--output-bag', type=Path,
                           help='new rosbag2 with the camera topic and /seg_node/{labels,'
                           'confidence,color}')

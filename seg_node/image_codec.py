@@ -53,6 +53,7 @@ _ACCEPTED_LIST = ', '.join(ACCEPTED_ENCODINGS)
 
 _COMPRESSED_FORMATS = {'jpeg': '.jpg', 'png': '.png'}
 _ACCEPTED_FORMATS = ', '.join(_COMPRESSED_FORMATS)
+_JPEG_MAGIC = b'\xff\xd8'  # every JPEG stream starts with the SOI marker
 # cv2 demosaicing silently returns an all-black image below 3x3 pixels.
 _BAYER_MIN_SIZE = 3
 _TILE_OFFSETS = ((0, 0), (0, 1), (1, 0), (1, 1))
@@ -173,6 +174,34 @@ def decode_compressed(msg: Any) -> np.ndarray:
     if bgr is None:
         raise ImageError(problem)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def decode_compressed_mono8(msg: Any) -> np.ndarray:
+    """Convert a lossless single-channel CompressedImage (PNG, e.g. class ids) to an array.
+
+    Args:
+        msg: CompressedImage message whose data is an 8-bit greyscale PNG.
+
+    Returns:
+        (H, W) uint8 values exactly as stored.
+
+    Raises:
+        ImageError: empty data, JPEG (lossy) data, not 8-bit single-channel, or undecodable.
+
+    """
+    buffer = _as_bytes(msg.data)
+    if buffer[:2].tobytes() == _JPEG_MAGIC:
+        raise ImageError(f'CompressedImage (format {msg.format!r}) holds JPEG, which changes '
+                         'pixel values; compress class ids as PNG or send them as mono8')
+    problem = (f'cannot decode {buffer.size} bytes of CompressedImage data (format '
+               f'{msg.format!r}) as one 8-bit channel; accepted: 8-bit greyscale PNG')
+    try:
+        values = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
+    except cv2.error as err:
+        raise ImageError(problem) from err
+    if values is None or values.ndim != 2 or values.dtype != np.uint8:
+        raise ImageError(problem)
+    return values
 
 
 def decode(msg: Any) -> np.ndarray:

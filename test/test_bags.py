@@ -22,7 +22,7 @@ from seg_node.cli import main
 from seg_node.dataset import load_split
 from seg_node.errors import BagError
 from seg_node.evaluation import evaluate_backend
-from seg_node.image_codec import encode_rgb
+from seg_node.image_codec import encode_compressed, encode_rgb
 from seg_node.pipeline import load_segmenter
 
 START_NS = 1_700_000_000 * 10**9
@@ -191,6 +191,37 @@ def test_frames_without_matching_label_are_skipped(tmp_path, segmenter, fixture_
     np.testing.assert_array_equal(
         evaluation.pairing.matrix.matrix,
         reference_matrix(segmenter.backend, zip(frames[:2], labels[:2], strict=True)))
+
+
+@pytest.mark.parametrize('label_format', ['png', 'jpeg'])
+def test_png_compressed_ground_truth_is_scored_and_jpeg_refused(
+        tmp_path, segmenter, fixture_frames, label_format, caplog):
+    """PNG-compressed labels score like mono8 ones; lossy JPEG labels are refused per frame."""
+    bag = tmp_path / 'drive'
+    topic = f'{GROUND_TRUTH_TOPIC}/compressed'
+    with BagWriter(bag) as writer:
+        for index, (rgb, label) in enumerate(zip(fixture_frames.images, fixture_frames.labels,
+                                                 strict=True)):
+            stamp = START_NS + index * PERIOD_NS
+            writer.write(CAMERA_TOPIC, 'sensor_msgs/msg/Image', frame_image(rgb, stamp), stamp)
+            data = np.frombuffer(encode_compressed(label, label_format), np.uint8)
+            truth = TYPESTORE.types['sensor_msgs/msg/CompressedImage'](
+                header=make_header(stamp), format=f'mono8; {label_format} compressed mono8',
+                data=data)
+            writer.write(topic, 'sensor_msgs/msg/CompressedImage', truth, stamp)
+    with caplog.at_level(logging.WARNING, logger='seg_node.bags'):
+        evaluation = evaluate_bag(bag, segmenter, CLASSES, CAMERA_TOPIC, topic)
+    if label_format == 'png':
+        assert evaluation.counts() == {'frames': 3, 'skipped': 0, 'corrupt': 0,
+                                       'camera_frames': 3, 'unmatched_labels': 0}
+        np.testing.assert_array_equal(
+            evaluation.pairing.matrix.matrix,
+            reference_matrix(segmenter.backend, zip(fixture_frames.images,
+                                                    fixture_frames.labels, strict=True)))
+    else:
+        assert evaluation.counts() == {'frames': 0, 'skipped': 3, 'corrupt': 3,
+                                       'camera_frames': 3, 'unmatched_labels': 0}
+        assert 'holds JPEG, which changes pixel values' in caplog.records[0].getMessage()
 
 
 def test_corrupt_messages_are_skipped_and_counted(tmp_path, segmenter, fixture_frames, caplog):

@@ -18,6 +18,7 @@ from seg_node.image_codec import (
     ACCEPTED_ENCODINGS,
     decode,
     decode_compressed,
+    decode_compressed_mono8,
     decode_image,
     encode_compressed,
     encode_rgb,
@@ -379,6 +380,37 @@ def test_grey_png_decodes_to_three_channels(make: Callable[..., Any], label: np.
     data = encode_compressed(label, 'png')
     np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), -1), label)
     np.testing.assert_array_equal(decode(make(data, 'png')), np.dstack([label] * 3))
+
+
+@COMPRESSED_MAKERS
+def test_mono8_png_keeps_class_ids(make: Callable[..., Any], label: np.ndarray) -> None:
+    """Decode a PNG-compressed label to the exact (H, W) uint8 class ids."""
+    values = decode_compressed_mono8(make(encode_compressed(label, 'png'), 'png'))
+    assert values.shape == label.shape and values.dtype == np.uint8
+    np.testing.assert_array_equal(values, label)
+
+
+@COMPRESSED_MAKERS
+@pytest.mark.parametrize(
+    ('payload', 'pattern'),
+    [
+        ('label_jpeg', r"^CompressedImage \(format 'png'\) holds JPEG, which changes pixel"),
+        ('rgb_png', r"^cannot decode \d+ bytes .* as one 8-bit channel; accepted: 8-bit grey"),
+        ('grey16_png', r'as one 8-bit channel'),
+        ('empty', r'^cannot decode 0 bytes'),
+    ],
+)
+def test_mono8_png_rejects(make: Callable[..., Any], frame: np.ndarray, label: np.ndarray,
+                           payload: str, pattern: str) -> None:
+    """Refuse lossy, colour, 16-bit or empty data for class ids, naming what is accepted."""
+    data = {
+        'label_jpeg': lambda: encode_compressed(label, 'jpeg'),
+        'rgb_png': lambda: encode_compressed(frame, 'png'),
+        'grey16_png': lambda: cv2.imencode('.png', label.astype(np.uint16) * 300)[1].tobytes(),
+        'empty': lambda: b'',
+    }[payload]()
+    with pytest.raises(ImageError, match=pattern):
+        decode_compressed_mono8(make(data, 'png'))
 
 
 @COMPRESSED_MAKERS
