@@ -55,19 +55,25 @@ def _backend_for(model: Path, backend: str, threads: int):
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Score a model (ONNX or checkpoint) on labelled frames."""
+    """Score a model (ONNX or checkpoint) on labelled frames, through the node's Segmenter."""
     from seg_node.dataset import load_split
-    from seg_node.evaluation import evaluate_backend, latency_percentiles
+    from seg_node.evaluation import evaluate_frames, latency_percentiles
     from seg_node.metrics import format_table, scores_to_dict
+    from seg_node.pipeline import check_inference_size, Segmenter
     classes = load_classes(args.classes)
     backend = _backend_for(args.model, args.backend, args.threads)
+    size = tuple(args.inference_size) if args.inference_size else None
+    check_inference_size(size)
+    segmenter = Segmenter(backend, size)
     data = load_split(args.data, args.split, args.limit, args.image_scale)
-    matrix, latencies = evaluate_backend(backend, zip(data.images, data.labels, strict=True),
-                                         classes.num_classes)
+    matrix, latencies = evaluate_frames(segmenter.segment,
+                                        zip(data.images, data.labels, strict=True),
+                                        classes.num_classes)
     scores = matrix.scores()
     print(format_table(scores, classes.names))
     if args.json:
         _write_json(args.json, {'model': str(args.model), 'backend': backend.name,
+                                'inference_size': list(size) if size else 'frame size',
                                 'frames': len(data.images), **scores_to_dict(
                                     scores, classes.names),
                                 'latency_ms': latency_percentiles(latencies)})
@@ -271,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument('--backend', default='onnxruntime')
     evaluate.add_argument('--threads', type=int, default=0)
     evaluate.add_argument('--image-scale', type=float, default=1.0)
+    evaluate.add_argument('--inference-size', type=int, nargs=2, metavar=('HEIGHT', 'WIDTH'),
+                          help="run the network at this size and resize its labels back, as "
+                          "the node's inference_size parameter does; default: each frame's "
+                          'own size')
     evaluate.add_argument('--json')
     evaluate.set_defaults(func=cmd_evaluate)
 

@@ -1,11 +1,11 @@
-"""Score a backend on labelled frames: the one loop behind training's val and `evaluate`."""
+"""Score a model on labelled frames: the one loop behind training's val and `evaluate`."""
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from seg_node.inference.base import Backend
+from seg_node.inference.base import SegResult
 from seg_node.metrics import ConfusionMatrix
 
 
@@ -19,24 +19,26 @@ def latency_percentiles(latencies_s: list[float]) -> dict[str, float]:
             'mean': round(float(milliseconds.mean()), 3)}
 
 
-def evaluate_backend(backend: Backend, frames: Iterable[tuple[np.ndarray, np.ndarray]],
-                     num_classes: int) -> tuple[ConfusionMatrix, list[float]]:
-    """Run ``backend`` on every (image, label) pair and accumulate a confusion matrix.
+def evaluate_frames(segment: Callable[..., SegResult],
+                    frames: Iterable[tuple[np.ndarray, np.ndarray]],
+                    num_classes: int) -> tuple[ConfusionMatrix, list[float]]:
+    """Segment every (image, label) pair and accumulate a confusion matrix.
 
     Args:
-        backend: any inference backend.
+        segment: ``Backend.infer`` or ``Segmenter.segment`` (the node's path, which resizes
+            to its inference size and back); called as ``segment(image, confidence=False)``.
         frames: pairs of (H, W, 3) uint8 RGB image and (H, W) uint8 ground-truth ids.
         num_classes: K; ground-truth ids >= K (void) are not scored.
 
     Returns:
-        The confusion matrix and each frame's inference time in seconds.
+        The confusion matrix and each frame's segmentation time in seconds.
 
     """
     matrix = ConfusionMatrix(num_classes)
     latencies = []
     for image, label in frames:
         start = time.perf_counter()
-        result = backend.infer(image, confidence=False)
+        result = segment(image, confidence=False)
         latencies.append(time.perf_counter() - start)
         matrix.update(label, result.labels)
     return matrix, latencies

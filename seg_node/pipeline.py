@@ -79,6 +79,18 @@ class Segmenter:
         return SegResult(labels, max_probability, class_probability)
 
 
+def check_inference_size(inference_size: tuple[int, ...] | None) -> None:
+    """Refuse an inference size that is not (height, width) of at least 16 pixels each.
+
+    Raises:
+        ConfigError: naming the size and what is accepted.
+
+    """
+    if inference_size is not None and (len(inference_size) != 2 or min(inference_size) < 16):
+        raise ConfigError(f'inference size {list(inference_size)} is invalid; give height and '
+                          'width of at least 16 each')
+
+
 def load_segmenter(model: Path, classes_path: Path | None = None, backend: str = 'auto',
                    threads: int = 0, inference_size: tuple[int, int] | None = None,
                    tensorrt_options: dict[str, object] | None = None,
@@ -100,9 +112,7 @@ def load_segmenter(model: Path, classes_path: Path | None = None, backend: str =
     """
     classes_path = classes_path or classes_beside(model)
     classes = load_classes(classes_path)
-    if inference_size is not None and min(inference_size) < 16:
-        raise ConfigError(f'inference size {list(inference_size)} is invalid; give height and '
-                          'width of at least 16 each')
+    check_inference_size(inference_size)
     network = create_backend(backend, model, threads, {'tensorrt': tensorrt_options or {}}, log)
     if network.info.num_classes != classes.num_classes:
         raise ConfigError(f'model {model} has {network.info.num_classes} classes but the class '

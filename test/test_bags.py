@@ -21,7 +21,7 @@ from seg_node.classes import load_classes
 from seg_node.cli import main
 from seg_node.dataset import load_split
 from seg_node.errors import BagError
-from seg_node.evaluation import evaluate_backend
+from seg_node.evaluation import evaluate_frames
 from seg_node.image_codec import encode_compressed, encode_rgb
 from seg_node.pipeline import load_segmenter
 
@@ -68,8 +68,8 @@ def bag_topics(bag: Path) -> dict[str, str]:
 
 
 def reference_matrix(backend, frames) -> np.ndarray:
-    """Confusion matrix of `seg_tool evaluate`'s loop (evaluate_backend) on (rgb, label)."""
-    matrix, _ = evaluate_backend(backend, frames, CLASSES.num_classes)
+    """Confusion matrix of `seg_tool evaluate`'s loop (evaluate_frames) on (rgb, label)."""
+    matrix, _ = evaluate_frames(backend.infer, frames, CLASSES.num_classes)
     return matrix.matrix
 
 

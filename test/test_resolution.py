@@ -7,7 +7,7 @@ import pytest
 
 from conftest import CAMVID_FIXTURES
 from seg_node.cli import main as seg_tool
-from seg_node.evaluation import evaluate_backend
+from seg_node.evaluation import evaluate_frames
 from seg_node.inference.onnxruntime import OnnxRuntimeBackend
 from seg_node.resolution import (
     cell_decisions,
@@ -90,7 +90,7 @@ def test_cell_decisions_sum_the_evidence_of_each_cell():
 def test_model_at_stride_one_is_the_model_and_coarser_cells_differ(tiny_model, camvid_pairs):
     backend = OnnxRuntimeBackend(tiny_model, num_threads=1)
     matrices = model_at_strides(backend, camvid_pairs, (1, 16), 11)
-    exported, _ = evaluate_backend(backend, camvid_pairs, 11)
+    exported, _ = evaluate_frames(backend.infer, camvid_pairs, 11)
     np.testing.assert_array_equal(matrices[1].matrix, exported.matrix)
     assert matrices[16].matrix.sum() == exported.matrix.sum()
     assert not np.array_equal(matrices[16].matrix, exported.matrix)

@@ -31,7 +31,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from seg_node.classes import ClassList
 from seg_node.dataset import read_rgb, split_pairs
 from seg_node.errors import ConfigError, ModelLoadError
-from seg_node.evaluation import evaluate_backend, latency_percentiles
+from seg_node.evaluation import evaluate_frames, latency_percentiles
 from seg_node.inference.contract import INPUT_NAME
 from seg_node.inference.onnxruntime import OnnxRuntimeBackend
 from seg_node.metrics import ConfusionMatrix, scores_to_dict
@@ -203,7 +203,7 @@ def compare_int8(fp32_path: Path, int8_path: Path, frames: list[np.ndarray],
     for index, pair in enumerate(zip(frames, labels, strict=True)):
         order = list(backends) if index % 2 == 0 else list(reversed(backends))
         for name in order:
-            matrix, seconds = evaluate_backend(backends[name], [pair], classes.num_classes)
+            matrix, seconds = evaluate_frames(backends[name].infer, [pair], classes.num_classes)
             matrices[name].merge(matrix)
             latencies[name] += seconds
     result: dict = {name: {'model': str(paths[name]),

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from seg_node.classes import DEFAULT_CLASSES_PATH, load_classes
 from seg_node.dataset import channel_statistics, class_weights, load_split
 from seg_node.errors import ConfigError
-from seg_node.evaluation import evaluate_backend
+from seg_node.evaluation import evaluate_frames
 from seg_node.inference.torch import TorchBackend
 from seg_node.metrics import format_table
 from seg_node.models.architectures import build_model
@@ -217,9 +217,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         last_epoch = epoch + 1 == config.epochs
         if config.eval_every and ((epoch + 1) % config.eval_every == 0 or last_epoch):
             network.eval()
-            matrix, _ = evaluate_backend(TorchBackend(None, model=deploy),
-                                         zip(val_data.images, val_data.labels, strict=True),
-                                         classes.num_classes)
+            matrix, _ = evaluate_frames(TorchBackend(None, model=deploy).infer,
+                                        zip(val_data.images, val_data.labels, strict=True),
+                                        classes.num_classes)
             scores = matrix.scores()
             record['val_miou'] = round(scores.miou, 4)
             record['val_iou'] = {name: round(float(v), 4)

@@ -3,7 +3,7 @@
 import pytest
 
 from seg_node.classes import load_classes
-from seg_node.evaluation import evaluate_backend
+from seg_node.evaluation import evaluate_frames
 from seg_node.inference.onnxruntime import OnnxRuntimeBackend
 from seg_node.models import DEFAULT_MODEL_PATH
 
@@ -30,7 +30,7 @@ def test_shipped_model_uses_only_tensorrt_operators():
 
 def test_shipped_model_segments_real_val_frames(shipped, camvid_pairs):
     classes = load_classes()
-    matrix, _ = evaluate_backend(shipped, camvid_pairs, classes.num_classes)
+    matrix, _ = evaluate_frames(shipped.infer, camvid_pairs, classes.num_classes)
     scores = matrix.scores()
     # 0.71 when shipped on these three 0016E5 val frames; an untrained net scores about 0.02.
     assert scores.miou > 0.6
