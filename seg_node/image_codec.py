@@ -145,6 +145,17 @@ def decode_image(msg: Any) -> np.ndarray:
     return cv2.cvtColor(pixels, layout.to_rgb)
 
 
+def _imdecode(buffer: np.ndarray, flags: int, problem: str) -> np.ndarray:
+    """Decode JPEG/PNG bytes with cv2, raising ImageError(problem) when they are not an image."""
+    try:
+        image = cv2.imdecode(buffer, flags)
+    except cv2.error as err:
+        raise ImageError(problem) from err
+    if image is None:
+        raise ImageError(problem)
+    return image
+
+
 def decode_compressed(msg: Any) -> np.ndarray:
     """Convert a sensor_msgs/CompressedImage (JPEG or PNG) to RGB.
 
@@ -167,13 +178,7 @@ def decode_compressed(msg: Any) -> np.ndarray:
         f'cannot decode {buffer.size} bytes of CompressedImage data (format {msg.format!r}); '
         'accepted: JPEG or PNG bytes'
     )
-    try:
-        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
-    except cv2.error as err:
-        raise ImageError(problem) from err
-    if bgr is None:
-        raise ImageError(problem)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(_imdecode(buffer, cv2.IMREAD_COLOR, problem), cv2.COLOR_BGR2RGB)
 
 
 def decode_compressed_mono8(msg: Any) -> np.ndarray:
@@ -195,11 +200,8 @@ def decode_compressed_mono8(msg: Any) -> np.ndarray:
                          'pixel values; compress class ids as PNG or send them as mono8')
     problem = (f'cannot decode {buffer.size} bytes of CompressedImage data (format '
                f'{msg.format!r}) as one 8-bit channel; accepted: 8-bit greyscale PNG')
-    try:
-        values = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
-    except cv2.error as err:
-        raise ImageError(problem) from err
-    if values is None or values.ndim != 2 or values.dtype != np.uint8:
+    values = _imdecode(buffer, cv2.IMREAD_UNCHANGED, problem)
+    if values.ndim != 2 or values.dtype != np.uint8:
         raise ImageError(problem)
     return values
 
