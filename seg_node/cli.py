@@ -60,10 +60,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from seg_node.evaluation import evaluate_frames, latency_percentiles
     from seg_node.metrics import format_table, scores_to_dict
     from seg_node.pipeline import check_inference_size, Segmenter
-    classes = load_classes(args.classes)
-    backend = _backend_for(args.model, args.backend, args.threads)
     size = tuple(args.inference_size) if args.inference_size else None
     check_inference_size(size)
+    classes = load_classes(args.classes)
+    backend = _backend_for(args.model, args.backend, args.threads)
     segmenter = Segmenter(backend, size)
     data = load_split(args.data, args.split, args.limit, args.image_scale)
     matrix, latencies = evaluate_frames(segmenter.segment,
