@@ -8,6 +8,7 @@ import pytest
 from conftest import CAMVID_FIXTURES
 from seg_node.cli import main
 from seg_node.evaluation import evaluate_frames, latency_percentiles
+from seg_node.inference.base import SegResult
 from seg_node.inference.onnxruntime import OnnxRuntimeBackend
 from seg_node.metrics import ConfusionMatrix
 from seg_node.pipeline import Segmenter
@@ -50,7 +51,7 @@ def test_evaluate_frames_times_each_frame_and_ignores_void(camvid_pairs):
     class Perfect:
         def infer(self, frame, confidence=True, probabilities=False):
             assert frame is image and confidence is False
-            return type('Result', (), {'labels': np.where(label < 11, label, 0)})
+            return SegResult(np.where(label < 11, label, 0), None, None)
 
     matrix, latencies = evaluate_frames(Perfect().infer, [(image, label)] * 2, 11)
     assert len(latencies) == 2 and all(seconds >= 0 for seconds in latencies)
