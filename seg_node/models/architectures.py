@@ -16,6 +16,9 @@ Architectures:
     fast_wide: ``fast`` with 1.5x the channels at every stride (24-48-96-192).
     fast_deep: ``fast`` with twice the channels at strides 8 and 16 (128, 256) and one
              more residual block at stride 8: capacity where objects are recognised.
+    fast_xl: ``fast_deep``'s blocks at 3x ``fast``'s channels (48-96-192-384), about 10x
+             the compute: a capacity ceiling (and teacher) for GPU training, too slow for
+             the car's CPU.
 """
 
 from collections.abc import Callable
@@ -282,6 +285,7 @@ ARCHITECTURES: dict[str, Callable[[int], SegmentationModel]] = {
     'fast': _fast,
     'fast_wide': partial(_fast, widths=(24, 48, 96, 192)),
     'fast_deep': partial(_fast, widths=(16, 32, 128, 256), blocks=(0, 2, 4, 0)),
+    'fast_xl': partial(_fast, widths=(48, 96, 192, 384), blocks=(0, 2, 4, 0)),
 }
 
 

@@ -10,8 +10,12 @@ that is exported.
 
 import json
 import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +40,8 @@ RESUMABLE_CHANGES = frozenset({'data', 'output', 'device', 'eval_every', 'thread
 # Settings added after the first checkpoints were written: those runs trained without them.
 SETTINGS_OFF_BEFORE_ADDED = {'jaccard_weight': 0.0, 'aux_weight': 0.0,
                              'paste_classes': (), 'paste_probability': 0.0}
+
+Result = TypeVar('Result')
 
 
 @dataclass
@@ -85,6 +91,24 @@ def _batch(data, indices: np.ndarray, augmentation: AugmentConfig, rng: np.rando
     images = torch.from_numpy(np.stack([image for image, _ in pairs]))
     labels = torch.from_numpy(np.stack([label for _, label in pairs])).long()
     return images, labels
+
+
+def prefetched(produce: Callable[[int], Result], count: int,
+               depth: int = 2) -> Iterator[Result]:
+    """Yield ``produce(0)``, ..., ``produce(count - 1)``, each made ahead in one worker thread.
+
+    At most ``depth`` results wait at a time, so memory stays bounded. The one worker runs
+    the calls in order, so a shared random generator is drawn from exactly as in a plain
+    loop: the batches, and therefore the run, are the same; only augmentation overlaps the
+    optimisation step (OpenCV and NumPy release the GIL while they work).
+    """
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        pending = deque(worker.submit(produce, i) for i in range(min(depth, count)))
+        for i in range(count):
+            result = pending.popleft().result()
+            if i + depth < count:
+                pending.append(worker.submit(produce, i + depth))
+            yield result
 
 
 def training_step(network: nn.Module, deploy: DeployModel, images: torch.Tensor,
@@ -199,12 +223,14 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         order = rng.permutation(len(train_data.images))
         started = time.perf_counter()
         losses = []
-        bar = tqdm(range(steps_per_epoch), desc=f'epoch {epoch + 1}/{config.epochs}',
+        batches = prefetched(
+            lambda step, order=order: _batch(
+                train_data, order[step * config.batch_size:(step + 1) * config.batch_size],
+                augmentation, rng, classes.ignore_index, paste_ids, config.paste_probability),
+            steps_per_epoch)
+        bar = tqdm(batches, total=steps_per_epoch, desc=f'epoch {epoch + 1}/{config.epochs}',
                    leave=False, disable=None)
-        for step in bar:
-            indices = order[step * config.batch_size:(step + 1) * config.batch_size]
-            images, labels = _batch(train_data, indices, augmentation, rng,
-                                    classes.ignore_index, paste_ids, config.paste_probability)
+        for images, labels in bar:
             labels[labels >= classes.num_classes] = LOSS_IGNORE
             losses.append(training_step(network, deploy, images, labels, optimizer,
                                         loss_weights, config.bf16, config.hard_fraction,

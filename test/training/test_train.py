@@ -14,7 +14,8 @@ from seg_node.cli import main as seg_tool
 from seg_node.errors import ConfigError
 from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
-from seg_node.training.train import LOSS_IGNORE, train, TrainConfig, training_step
+from seg_node.training.train import (LOSS_IGNORE, prefetched, train, TrainConfig,
+                                     training_step)
 
 
 @pytest.fixture(scope='module')
@@ -62,6 +63,35 @@ def test_training_run_writes_log_and_checkpoints(run):
     records = [json.loads(line) for line in (run / 'log.jsonl').read_text().splitlines()]
     assert 0.0 <= records[-1]['val_miou'] <= 1.0
     assert set(records[-1]['val_iou']) >= {'pole', 'sign_symbol', 'pedestrian', 'bicyclist'}
+
+
+def test_prefetching_draws_from_a_shared_generator_as_a_plain_loop_does():
+    def draw(generator: np.random.Generator) -> list[float]:
+        return [float(generator.random()) for _ in range(3)]
+
+    plain, shared = np.random.default_rng(7), np.random.default_rng(7)
+    expected = [draw(plain) for _ in range(10)]
+    assert list(prefetched(lambda _: draw(shared), 10)) == expected
+
+
+def test_prefetching_keeps_at_most_depth_results_waiting():
+    made = []
+    for consumed, value in enumerate(prefetched(lambda i: made.append(i) or i * i, 8, depth=2)):
+        assert value == consumed * consumed
+        assert len(made) <= consumed + 3  # the one being consumed plus two waiting
+    assert made == list(range(8))
+
+
+def test_prefetching_raises_the_workers_error():
+    def produce(i: int) -> int:
+        if i == 3:
+            raise ValueError('bad frame 3')
+        return i
+
+    seen = []
+    with pytest.raises(ValueError, match='bad frame 3'):
+        seen.extend(prefetched(produce, 6))
+    assert seen == [0, 1, 2]
 
 
 def test_same_seed_gives_the_same_run(run, data, tmp_path):
