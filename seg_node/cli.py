@@ -38,7 +38,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         hard_fraction=args.hard_fraction, class_weighting=args.class_weighting,
         jaccard_weight=args.jaccard_weight, aux_weight=args.aux_weight,
         paste_classes=tuple(args.paste_classes), paste_probability=args.paste_probability,
-        device=args.device,
+        teacher=str(args.teacher) if args.teacher else None, distill_weight=args.distill_weight,
+        distill_temperature=args.distill_temperature, device=args.device,
         eval_every=args.eval_every, threads=args.threads, image_scale=args.image_scale,
         train_limit=args.train_limit,
         val_limit=args.val_limit)
@@ -260,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
                             'frame (same rows, shifted columns), e.g. pole sign_symbol')
     train.add_argument('--paste-probability', type=float, default=0.0,
                        help='chance that a training frame gets pasted objects')
+    train.add_argument('--teacher', type=Path,
+                       help='checkpoint of a larger trained network to distil from')
+    train.add_argument('--distill-weight', type=float, default=0.0,
+                       help='weight of the per-pixel KL(teacher || network) term')
+    train.add_argument('--distill-temperature', type=float, default=1.0,
+                       help='softmax temperature of the distillation term')
     train.add_argument('--eval-every', type=int, default=5)
     train.add_argument('--device', default='auto', help='auto (cuda when present) | cpu | cuda')
     train.add_argument('--threads', type=int, default=0)

@@ -2,7 +2,9 @@
 
 Cross-entropy alone optimises per-pixel accuracy, which large classes dominate; the soft
 Jaccard term is a differentiable mIoU surrogate that gives every class present in the batch
-the same weight, so thin classes (pole, sign) count as much as road.
+the same weight, so thin classes (pole, sign) count as much as road. The distillation term
+pulls a small network's class distribution towards a larger teacher's on every pixel, void
+included.
 """
 
 import torch
@@ -55,3 +57,22 @@ def soft_jaccard(logits: torch.Tensor, labels: torch.Tensor, eps: float = 1.0) -
     present = label_area > 0
     iou = (intersection[present] + eps) / (union[present] + eps)
     return 1.0 - iou.mean()
+
+
+def distillation(logits: torch.Tensor, teacher_logits: torch.Tensor,
+                 temperature: float = 1.0) -> torch.Tensor:
+    """Return the mean per-pixel KL(teacher || student) of temperature-softened softmaxes.
+
+    Scaled by ``temperature ** 2`` so its gradients keep their size as the temperature
+    changes (Hinton et al., 2015). Every pixel counts: the teacher has an answer for void.
+
+    Args:
+        logits: (N, K, H, W) float student class scores.
+        teacher_logits: (N, K, H, W) float teacher class scores (no gradient needed).
+        temperature: softmax temperature applied to both.
+
+    """
+    student = F.log_softmax(logits.float() / temperature, dim=1)
+    teacher = F.log_softmax(teacher_logits.float() / temperature, dim=1)
+    pixel_kl = (teacher.exp() * (teacher - student)).sum(dim=1)
+    return pixel_kl.mean() * temperature ** 2

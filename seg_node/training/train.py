@@ -1,11 +1,11 @@
 """Train a segmentation network on CamVid-format data (``seg_tool train``).
 
 Cross-entropy with void ignored and class weights (median-frequency or its square root),
-optionally plus a soft-Jaccard term and an auxiliary head on the stride-16 features (deep
-supervision, training only); scale/crop/flip/colour augmentation and optional pasting of
-chosen classes' objects from another training frame, AdamW with a one-cycle schedule,
-per-epoch checkpoints (``last.pt``, resumable) and val mIoU through the same deploy graph
-that is exported.
+optionally plus a soft-Jaccard term, an auxiliary head on the stride-16 features (deep
+supervision, training only) and distillation from a larger trained network (``--teacher``);
+scale/crop/flip/colour augmentation and optional pasting of chosen classes' objects from
+another training frame, AdamW with a one-cycle schedule, per-epoch checkpoints (``last.pt``,
+resumable) and val mIoU through the same deploy graph that is exported.
 """
 
 import json
@@ -27,19 +27,21 @@ from seg_node.classes import DEFAULT_CLASSES_PATH, load_classes
 from seg_node.dataset import channel_statistics, class_weights, load_split
 from seg_node.errors import ConfigError
 from seg_node.evaluation import evaluate_frames
-from seg_node.inference.torch import TorchBackend
+from seg_node.inference.torch import load_checkpoint, TorchBackend
 from seg_node.metrics import format_table
 from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
 from seg_node.training.augment import augment, AugmentConfig, paste_objects
-from seg_node.training.losses import cross_entropy, LOSS_IGNORE, soft_jaccard
+from seg_node.training.losses import cross_entropy, distillation, LOSS_IGNORE, soft_jaccard
 
 # Settings that may change when a run is resumed; every other TrainConfig field defines the
 # run (schedule length, data, losses) and must match the checkpoint.
 RESUMABLE_CHANGES = frozenset({'data', 'output', 'device', 'eval_every', 'threads'})
 # Settings added after the first checkpoints were written: those runs trained without them.
 SETTINGS_OFF_BEFORE_ADDED = {'jaccard_weight': 0.0, 'aux_weight': 0.0,
-                             'paste_classes': (), 'paste_probability': 0.0}
+                             'paste_classes': (), 'paste_probability': 0.0,
+                             'teacher': None, 'distill_weight': 0.0,
+                             'distill_temperature': 1.0}
 
 Result = TypeVar('Result')
 
@@ -67,6 +69,9 @@ class TrainConfig:
     aux_weight: float = 0.4
     paste_classes: tuple[str, ...] = ()
     paste_probability: float = 0.0
+    teacher: str | None = None
+    distill_weight: float = 0.0
+    distill_temperature: float = 1.0
     device: str = 'auto'
     eval_every: int = 5
     threads: int = 0
@@ -115,7 +120,9 @@ def training_step(network: nn.Module, deploy: DeployModel, images: torch.Tensor,
                   labels: torch.Tensor, optimizer: torch.optim.Optimizer,
                   loss_weights: torch.Tensor, bf16: bool = False,
                   hard_fraction: float = 1.0, jaccard_weight: float = 0.0,
-                  aux_head: nn.Module | None = None, aux_weight: float = 0.0) -> float:
+                  aux_head: nn.Module | None = None, aux_weight: float = 0.0,
+                  teacher: DeployModel | None = None, distill_weight: float = 0.0,
+                  distill_temperature: float = 1.0) -> float:
     """Run one optimisation step; return the batch's total loss.
 
     Args:
@@ -131,6 +138,10 @@ def training_step(network: nn.Module, deploy: DeployModel, images: torch.Tensor,
         jaccard_weight: weight of the soft-Jaccard term added to the cross-entropy.
         aux_head: (C, K) 1x1 convolution on the encoder's stride-16 features, or None.
         aux_weight: weight of the auxiliary head's cross-entropy.
+        teacher: an eval-mode trained network (with its own normalisation) whose class
+            distribution the network is pulled towards, or None.
+        distill_weight: weight of the distillation term.
+        distill_temperature: softmax temperature of the distillation term.
     """
     device = deploy.scale.device
     images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
@@ -138,6 +149,11 @@ def training_step(network: nn.Module, deploy: DeployModel, images: torch.Tensor,
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         logits, context = network.forward_with_context(inputs)
         aux_logits = aux_head(context) if aux_head is not None else None
+        if teacher is not None:
+            with torch.no_grad():
+                teacher_inputs = teacher.normalise(images).contiguous(
+                    memory_format=torch.channels_last)
+                teacher_logits = teacher.network(teacher_inputs)
     loss = cross_entropy(logits, labels, loss_weights, hard_fraction)
     if jaccard_weight:
         loss = loss + jaccard_weight * soft_jaccard(logits, labels)
@@ -145,10 +161,27 @@ def training_step(network: nn.Module, deploy: DeployModel, images: torch.Tensor,
         aux_logits = F.interpolate(aux_logits.float(), size=labels.shape[-2:],
                                    mode='bilinear')
         loss = loss + aux_weight * cross_entropy(aux_logits, labels, loss_weights)
+    if teacher is not None:
+        loss = loss + distill_weight * distillation(logits, teacher_logits, distill_temperature)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     return loss.item()
+
+
+def _load_teacher(config: TrainConfig, num_classes: int,
+                  device: torch.device) -> DeployModel | None:
+    """Return the eval-mode teacher of ``config`` on ``device``, or None without one."""
+    if not config.teacher:
+        return None
+    teacher, teacher_config = load_checkpoint(Path(config.teacher))
+    if teacher_config['num_classes'] != num_classes:
+        raise ConfigError(f'teacher {config.teacher} has {teacher_config["num_classes"]} '
+                          f'classes, the class file {num_classes}; train the teacher with '
+                          'the same class file')
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher.to(device, memory_format=torch.channels_last)
 
 
 def _save(path: Path, payload: dict) -> None:
@@ -176,6 +209,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     if config.paste_probability and not paste_ids.size:
         raise ConfigError(f'paste probability {config.paste_probability} needs at least one '
                           'class to paste (--paste-classes)')
+    if config.distill_weight and not config.teacher:
+        raise ConfigError(f'distillation weight {config.distill_weight} needs a teacher '
+                          'checkpoint (--teacher)')
     train_data = load_split(Path(config.data), 'train', config.train_limit, config.image_scale)
     val_data = load_split(Path(config.data), 'val', config.val_limit, config.image_scale)
     mean, std = channel_statistics(train_data.images)
@@ -186,6 +222,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     network = build_model(config.arch, classes.num_classes).to(
         device, memory_format=torch.channels_last)
     deploy = DeployModel(network, mean, std).to(device)
+    teacher = _load_teacher(config, classes.num_classes, device)
     aux_head = (nn.Conv2d(network.encoder.widths[-1], classes.num_classes, 1).to(device)
                 if config.aux_weight else None)
     parameters = list(network.parameters())
@@ -234,7 +271,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
             labels[labels >= classes.num_classes] = LOSS_IGNORE
             losses.append(training_step(network, deploy, images, labels, optimizer,
                                         loss_weights, config.bf16, config.hard_fraction,
-                                        config.jaccard_weight, aux_head, config.aux_weight))
+                                        config.jaccard_weight, aux_head, config.aux_weight,
+                                        teacher, config.distill_weight,
+                                        config.distill_temperature))
             scheduler.step()
             bar.set_postfix(loss=f'{np.mean(losses[-20:]):.3f}')
         record = {'epoch': epoch + 1, 'loss': round(float(np.mean(losses)), 4),

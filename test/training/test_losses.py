@@ -1,12 +1,14 @@
 """Loss maths against hand-computed values, and the auxiliary head's contribution."""
 
+import math
+
 import pytest
 import torch
 
 from seg_node.classes import load_classes
 from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
-from seg_node.training.losses import cross_entropy, LOSS_IGNORE, soft_jaccard
+from seg_node.training.losses import cross_entropy, distillation, LOSS_IGNORE, soft_jaccard
 from seg_node.training.train import training_step
 
 
@@ -52,4 +54,54 @@ def test_auxiliary_head_adds_its_weighted_cross_entropy(camvid_pairs):
                     + 0.4 * cross_entropy(aux_logits, labels, weights))
     loss = training_step(network, deploy, images, labels, optimizer, weights,
                          jaccard_weight=0.5, aux_head=aux_head, aux_weight=0.4)
+    assert loss == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_distillation_by_hand():
+    # One pixel, two classes. Teacher p = (0.8, 0.2), student q = (0.5, 0.5):
+    # KL = 0.8 ln(0.8 / 0.5) + 0.2 ln(0.2 / 0.5).
+    teacher = torch.log(torch.tensor([0.8, 0.2])).view(1, 2, 1, 1)
+    student = torch.zeros(1, 2, 1, 1)
+    expected = 0.8 * math.log(1.6) + 0.2 * math.log(0.4)
+    assert distillation(student, teacher).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_distillation_softens_both_sides_and_rescales_by_the_squared_temperature():
+    teacher = torch.tensor([2.0, -1.0, 0.5]).view(1, 3, 1, 1)
+    student = torch.tensor([0.0, 1.0, 0.0]).view(1, 3, 1, 1)
+    p = torch.softmax(teacher.flatten() / 2.0, 0)
+    q = torch.softmax(student.flatten() / 2.0, 0)
+    expected = 4.0 * float((p * (p / q).log()).sum())
+    assert distillation(student, teacher, 2.0).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_distillation_vanishes_when_the_student_agrees_and_counts_every_pixel():
+    teacher = torch.randn(2, 4, 3, 5)
+    assert distillation(teacher + 7.0, teacher).item() == pytest.approx(0.0, abs=1e-6)
+    student = teacher.clone()
+    student[0, :, 0, 0] = 0.0  # one pixel of 30 disagrees
+    per_pixel = distillation(student[:1, :, :1, :1], teacher[:1, :, :1, :1]).item()
+    assert distillation(student, teacher).item() == pytest.approx(per_pixel / 30, rel=1e-5)
+
+
+def test_teacher_adds_its_weighted_distillation_term(camvid_pairs):
+    classes = load_classes()
+    image, label = camvid_pairs[0]
+    images = torch.from_numpy(image[None, :64, :96].copy())
+    labels = torch.from_numpy(label[None, :64, :96].astype('int64'))
+    labels[labels >= classes.num_classes] = LOSS_IGNORE
+    weights = torch.ones(classes.num_classes)
+    torch.manual_seed(0)
+    network = build_model('fast', classes.num_classes).eval()
+    deploy = DeployModel(network, (0.4, 0.4, 0.4), (0.3, 0.3, 0.3))
+    teacher = DeployModel(build_model('fast_wide', classes.num_classes),
+                          (0.5, 0.4, 0.3), (0.2, 0.3, 0.4)).eval()
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.0)
+    with torch.no_grad():
+        logits = network(deploy.normalise(images))
+        teacher_logits = teacher.network(teacher.normalise(images))
+        expected = (cross_entropy(logits, labels, weights)
+                    + 0.7 * distillation(logits, teacher_logits, 2.0))
+    loss = training_step(network, deploy, images, labels, optimizer, weights,
+                         teacher=teacher, distill_weight=0.7, distill_temperature=2.0)
     assert loss == pytest.approx(expected.item(), rel=1e-5)

@@ -186,3 +186,37 @@ def test_paste_settings_are_refused_before_training(data, tmp_path, classes, pro
     with pytest.raises(ConfigError, match='paste probability'):
         train(config)
     assert not (tmp_path / 'last.pt').exists()
+
+
+def test_distillation_reaches_training_and_is_stored_with_the_run(run, data, tmp_path):
+    runs = {}
+    for weight in (0.0, 1.0):
+        output = tmp_path / str(weight)
+        train(TrainConfig(data=str(data), output=str(output), arch='fast', epochs=1,
+                          batch_size=2, crop=96, eval_every=0, threads=2, seed=5,
+                          teacher=str(run / 'last.pt'), distill_weight=weight,
+                          distill_temperature=2.0))
+        runs[weight] = losses(output)
+    state = torch.load(tmp_path / '1.0' / 'last.pt', weights_only=False)
+    assert state['train_config']['teacher'] == str(run / 'last.pt')
+    assert runs[1.0] != pytest.approx(runs[0.0], rel=1e-4)
+
+
+def test_distillation_without_a_teacher_is_refused_before_training(data, tmp_path):
+    config = TrainConfig(data=str(data), output=str(tmp_path), epochs=1, batch_size=2,
+                         crop=96, eval_every=0, threads=2, distill_weight=1.0)
+    with pytest.raises(ConfigError, match='needs a teacher checkpoint'):
+        train(config)
+    assert not (tmp_path / 'last.pt').exists()
+
+
+def test_a_teacher_with_other_classes_is_refused(run, data, tmp_path):
+    state = torch.load(run / 'last.pt', weights_only=False)
+    state['model'] = build_model('fast', 5).state_dict()
+    state['config'] = {**state['config'], 'num_classes': 5}
+    torch.save(state, tmp_path / 'five_classes.pt')
+    config = TrainConfig(data=str(data), output=str(tmp_path / 'run'), epochs=1,
+                         batch_size=2, crop=96, eval_every=0, threads=2,
+                         teacher=str(tmp_path / 'five_classes.pt'), distill_weight=1.0)
+    with pytest.raises(ConfigError, match='has 5 classes'):
+        train(config)
