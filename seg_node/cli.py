@@ -375,3 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())
