@@ -1,6 +1,8 @@
 """Print the README's architecture table from finished runs (see compare_architectures.sh).
 
-For each run folder: val IoU of its last epoch (log.jsonl), parameters and GFLOPs at
+For each run folder: val IoU of its last epoch (``val_uncalibrated.json`` from ``seg_tool
+evaluate --model RUN/last.pt`` when present, as for runs trained with ``--eval-every 0``,
+else the last val record of log.jsonl), parameters and GFLOPs at
 360x480, and ONNX Runtime CPU latency at 360x480 (2 threads, median of 30 sample frames,
 all models timed interleaved in one loop). Usage:
     .venv/bin/python scripts/architecture_table.py runs/compare_naive runs/compare_decoder ...
@@ -20,13 +22,23 @@ from seg_node.training.export import export_onnx
 THIN = ('pole', 'sign_symbol', 'pedestrian', 'bicyclist')
 
 
+def last_val_record(run_dir: Path) -> dict:
+    """Return {'epoch', 'val_miou', 'val_iou'} of the run's last checkpoint."""
+    evaluated = run_dir / 'val_uncalibrated.json'
+    log = [json.loads(line) for line in (run_dir / 'log.jsonl').read_text().splitlines()]
+    if evaluated.exists():
+        scores = json.loads(evaluated.read_text())
+        return {'epoch': log[-1]['epoch'], 'val_miou': scores['miou'],
+                'val_iou': scores['per_class_iou']}
+    return [record for record in log if 'val_iou' in record][-1]
+
+
 def main(run_dirs: list[str]) -> None:
     """Print one Markdown row per run."""
     rows, backends = {}, {}
     with tempfile.TemporaryDirectory() as folder:
         for run_dir in map(Path, run_dirs):
-            record = [json.loads(line) for line in (run_dir / 'log.jsonl').read_text()
-                      .splitlines() if 'val_iou' in line][-1]
+            record = last_val_record(run_dir)
             model, config = load_checkpoint(run_dir / 'last.pt')
             path = export_onnx(model, Path(folder) / f'{run_dir.name}.onnx',
                                config['class_names'], (360, 480), config['arch'])
