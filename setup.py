@@ -21,7 +21,7 @@ setup(
                       'pyyaml', 'rosbags', 'rosbags-image', 'tqdm'],
     extras_require={
         'train': ['torch'],
-        'tensorrt': ['tensorrt>=10', 'cuda-python>=12.6.1'],
+        'tensorrt': ['tensorrt>=10,<11', 'cuda-python>=12.6.1'],
     },
     zip_safe=True,
     maintainer='seg_node developers',

@@ -49,13 +49,18 @@ def import_runtime() -> tuple:
     """Return the ``tensorrt`` and ``cuda.bindings.runtime`` modules.
 
     Raises:
-        ModelLoadError: either is not installed, or no CUDA device is visible.
+        ModelLoadError: either is not installed, TensorRT is not major version 10, or no
+            CUDA device is visible.
     """
     try:
         import tensorrt as trt
         from cuda.bindings import runtime as cudart
     except ImportError as err:
         raise ModelLoadError(f'TensorRT is not available here ({err}); {INSTALL_HINT}') from err
+    if trt.__version__.split('.')[0] != '10':
+        raise ModelLoadError(f'TensorRT {trt.__version__} is installed, but seg_node is written '
+                             'for TensorRT 10 (TensorRT 11 removed the FP16/INT8 builder flags '
+                             "it uses); install 'tensorrt>=10,<11' or use backend onnxruntime")
     error, count = cudart.cudaGetDeviceCount()
     if error != cudart.cudaError_t.cudaSuccess or count == 0:
         reason = 'no devices' if error == cudart.cudaError_t.cudaSuccess else error.name

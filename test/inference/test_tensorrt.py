@@ -310,13 +310,26 @@ def test_build_engine_command_without_gpu_exits_1_with_one_line(tiny_model, caps
     assert captured.err.startswith('seg_tool: error: TensorRT is not available here')
 
 
-def test_installed_tensorrt_without_a_device_is_unavailable(monkeypatch):
-    monkeypatch.setitem(sys.modules, 'tensorrt', types.ModuleType('tensorrt'))
+def install_fake_modules(monkeypatch: pytest.MonkeyPatch, version: str, devices: int) -> None:
+    """Make ``import tensorrt`` and ``cuda.bindings.runtime`` find stand-ins."""
+    monkeypatch.setitem(sys.modules, 'tensorrt', types.SimpleNamespace(__version__=version))
     monkeypatch.setitem(sys.modules, 'cuda', types.ModuleType('cuda'))
     monkeypatch.setitem(sys.modules, 'cuda.bindings', types.SimpleNamespace(
-        runtime=FakeCuda(devices=0).runtime(), __path__=[]))
+        runtime=FakeCuda(devices=devices).runtime(), __path__=[]))
+
+
+def test_installed_tensorrt_without_a_device_is_unavailable(monkeypatch):
+    install_fake_modules(monkeypatch, '10.3.0', devices=0)
     assert TensorRTBackend.available() is False
     with pytest.raises(ModelLoadError, match=r'no CUDA device is usable \(no devices\)'):
+        tensorrt.import_runtime()
+
+
+def test_tensorrt_11_is_refused_with_what_to_install(monkeypatch):
+    install_fake_modules(monkeypatch, '11.4.0.106', devices=1)
+    assert TensorRTBackend.available() is False
+    with pytest.raises(ModelLoadError, match=r"TensorRT 11.4.0.106 is installed, but .* "
+                                             r"TensorRT 10 .*install 'tensorrt>=10,<11'"):
         tensorrt.import_runtime()
 
 
