@@ -1,6 +1,7 @@
 """Loss maths against hand-computed values, and the auxiliary head's contribution."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -32,17 +33,28 @@ def test_soft_jaccard_of_confident_correct_scores_is_near_zero():
     assert soft_jaccard(logits, labels, eps=0.0).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_auxiliary_head_adds_its_weighted_cross_entropy(camvid_pairs):
+@pytest.fixture
+def frozen_step(camvid_pairs) -> SimpleNamespace:
+    """Return a 64x96 crop of a real frame, its labels and an eval-mode ``fast`` network.
+
+    Eval mode and a zero learning rate make one ``training_step`` reproducible by hand.
+    """
     classes = load_classes()
     image, label = camvid_pairs[0]
-    images = torch.from_numpy(image[None, :64, :96].copy())
     labels = torch.from_numpy(label[None, :64, :96].astype('int64'))
     labels[labels >= classes.num_classes] = LOSS_IGNORE
-    weights = torch.ones(classes.num_classes)
     torch.manual_seed(0)
     network = build_model('fast', classes.num_classes).eval()
-    deploy = DeployModel(network, (0.4, 0.4, 0.4), (0.3, 0.3, 0.3))
-    aux_head = torch.nn.Conv2d(network.encoder.widths[-1], classes.num_classes, 1)
+    return SimpleNamespace(
+        num_classes=classes.num_classes, images=torch.from_numpy(image[None, :64, :96].copy()),
+        labels=labels, weights=torch.ones(classes.num_classes), network=network,
+        deploy=DeployModel(network, (0.4, 0.4, 0.4), (0.3, 0.3, 0.3)))
+
+
+def test_auxiliary_head_adds_its_weighted_cross_entropy(frozen_step):
+    network, deploy, images = frozen_step.network, frozen_step.deploy, frozen_step.images
+    labels, weights = frozen_step.labels, frozen_step.weights
+    aux_head = torch.nn.Conv2d(network.encoder.widths[-1], frozen_step.num_classes, 1)
     optimizer = torch.optim.SGD([*network.parameters(), *aux_head.parameters()], lr=0.0)
     with torch.no_grad():
         inputs = deploy.normalise(images)
@@ -84,17 +96,10 @@ def test_distillation_vanishes_when_the_student_agrees_and_counts_every_pixel():
     assert distillation(student, teacher).item() == pytest.approx(per_pixel / 30, rel=1e-5)
 
 
-def test_teacher_adds_its_weighted_distillation_term(camvid_pairs):
-    classes = load_classes()
-    image, label = camvid_pairs[0]
-    images = torch.from_numpy(image[None, :64, :96].copy())
-    labels = torch.from_numpy(label[None, :64, :96].astype('int64'))
-    labels[labels >= classes.num_classes] = LOSS_IGNORE
-    weights = torch.ones(classes.num_classes)
-    torch.manual_seed(0)
-    network = build_model('fast', classes.num_classes).eval()
-    deploy = DeployModel(network, (0.4, 0.4, 0.4), (0.3, 0.3, 0.3))
-    teacher = DeployModel(build_model('fast_wide', classes.num_classes),
+def test_teacher_adds_its_weighted_distillation_term(frozen_step):
+    network, deploy, images = frozen_step.network, frozen_step.deploy, frozen_step.images
+    labels, weights = frozen_step.labels, frozen_step.weights
+    teacher = DeployModel(build_model('fast_wide', frozen_step.num_classes),
                           (0.5, 0.4, 0.3), (0.2, 0.3, 0.4)).eval()
     optimizer = torch.optim.SGD(network.parameters(), lr=0.0)
     with torch.no_grad():
