@@ -171,8 +171,12 @@ def training_step(network: nn.Module, deploy: DeployModel, images: torch.Tensor,
 
 def _load_teacher(config: TrainConfig, num_classes: int,
                   device: torch.device) -> DeployModel | None:
-    """Return the eval-mode teacher of ``config`` on ``device``, or None without one."""
-    if not config.teacher:
+    """Return the eval-mode teacher of ``config`` on ``device``.
+
+    None without a teacher or with distillation weight 0: a term weighted 0 needs no teacher
+    forward pass per step.
+    """
+    if not config.teacher or not config.distill_weight:
         return None
     teacher, teacher_config = load_checkpoint(Path(config.teacher))
     if teacher_config['num_classes'] != num_classes:
