@@ -31,7 +31,7 @@ def main() -> None:
             continue
         image, label = line.split()
         jpeg = Path(image).with_suffix('.jpg')
-        ok, data = cv2.imencode('.jpg', cv2.imread(str(source / image)), JPEG_OPTIONS)
+        _, data = cv2.imencode('.jpg', cv2.imread(str(source / image)), JPEG_OPTIONS)
         (target / jpeg).write_bytes(data.tobytes())
         shutil.copy(source / label, target / label)
         lines.append(f'{jpeg} {label}')
