@@ -18,6 +18,8 @@ class Scores:
         pixel_accuracy: correctly labelled / all scored pixels.
         class_accuracy: (K,) float64 per-class recall; NaN where the class never occurs.
         mean_class_accuracy: mean of the finite entries of ``class_accuracy``.
+        precision: (K,) float64 per-class precision; NaN where the class is never predicted.
+        matrix: (K, K) int64 pixel counts, rows ground truth, columns prediction.
 
     """
 
@@ -26,6 +28,8 @@ class Scores:
     pixel_accuracy: float
     class_accuracy: np.ndarray
     mean_class_accuracy: float
+    precision: np.ndarray
+    matrix: np.ndarray
 
 
 def _nanmean(values: np.ndarray) -> float:
@@ -70,23 +74,25 @@ class ConfusionMatrix:
         matrix = self.matrix.astype(np.float64)
         true_positive = np.diag(matrix)
         truth_total = matrix.sum(axis=1)
-        union = truth_total + matrix.sum(axis=0) - true_positive
+        predicted_total = matrix.sum(axis=0)
+        union = truth_total + predicted_total - true_positive
         with np.errstate(invalid='ignore', divide='ignore'):
             iou = np.where(union > 0, true_positive / union, np.nan)
             class_accuracy = np.where(truth_total > 0, true_positive / truth_total, np.nan)
+            precision = np.where(predicted_total > 0, true_positive / predicted_total, np.nan)
         total = matrix.sum()
         pixel_accuracy = float(true_positive.sum() / total) if total else float('nan')
         return Scores(iou, _nanmean(iou), pixel_accuracy, class_accuracy,
-                      _nanmean(class_accuracy))
+                      _nanmean(class_accuracy), precision, self.matrix.copy())
 
 
 def format_table(scores: Scores, class_names: tuple[str, ...] | list[str]) -> str:
-    """Render per-class IoU and the summary metrics as a plain-text table."""
+    """Render per-class IoU, recall, precision and the summary metrics as a plain-text table."""
     width = max(len(name) for name in (*class_names, 'class accuracy'))
-    lines = [f'{"class":<{width}}  {"IoU":>6}  {"acc":>6}']
-    rows = zip(class_names, scores.iou, scores.class_accuracy, strict=True)
-    for name, iou, accuracy in rows:
-        lines.append(f'{name:<{width}}  {iou:6.3f}  {accuracy:6.3f}')
+    lines = [f'{"class":<{width}}  {"IoU":>6}  {"recall":>6}  {"prec":>6}']
+    rows = zip(class_names, scores.iou, scores.class_accuracy, scores.precision, strict=True)
+    for name, iou, recall, precision in rows:
+        lines.append(f'{name:<{width}}  {iou:6.3f}  {recall:6.3f}  {precision:6.3f}')
     lines.append(f'{"mIoU":<{width}}  {scores.miou:6.3f}')
     lines.append(f'{"pixel accuracy":<{width}}  {scores.pixel_accuracy:6.3f}')
     lines.append(f'{"class accuracy":<{width}}  {scores.mean_class_accuracy:6.3f}')
@@ -94,14 +100,23 @@ def format_table(scores: Scores, class_names: tuple[str, ...] | list[str]) -> st
 
 
 def scores_to_dict(scores: Scores, class_names: tuple[str, ...] | list[str]) -> dict:
-    """Return the metrics as JSON-ready values (NaN becomes None)."""
+    """Return the metrics as JSON-ready values (NaN becomes None).
+
+    ``confusion_matrix`` holds pixel counts, one row per ground-truth class in
+    ``class_names`` order, one column per predicted class.
+    """
     def clean(value: float) -> float | None:
         return None if not np.isfinite(value) else round(float(value), 6)
 
+    def per_class(values: np.ndarray) -> dict[str, float | None]:
+        return {name: clean(value) for name, value in zip(class_names, values, strict=True)}
+
     return {
         'miou': clean(scores.miou),
-        'per_class_iou': {name: clean(iou)
-                          for name, iou in zip(class_names, scores.iou, strict=True)},
+        'per_class_iou': per_class(scores.iou),
         'pixel_accuracy': clean(scores.pixel_accuracy),
         'mean_class_accuracy': clean(scores.mean_class_accuracy),
+        'per_class_recall': per_class(scores.class_accuracy),
+        'per_class_precision': per_class(scores.precision),
+        'confusion_matrix': scores.matrix.tolist(),
     }

@@ -1,5 +1,6 @@
 """ConfusionMatrix maths against hand-computed matrices, including void and absent classes."""
 
+import json
 import math
 
 import numpy as np
@@ -23,6 +24,9 @@ def test_iou_and_accuracies_match_hand_computation():
     assert scores.pixel_accuracy == pytest.approx(5 / 7)
     np.testing.assert_allclose(scores.class_accuracy, [2 / 3, 1.0, 1 / 2])
     assert scores.mean_class_accuracy == pytest.approx((2 / 3 + 1 + 1 / 2) / 3)
+    # columns: predicted 0 three times (2 right), 1 three times (2 right), 2 once (right).
+    np.testing.assert_allclose(scores.precision, [2 / 3, 2 / 3, 1.0])
+    np.testing.assert_array_equal(scores.matrix, matrix.matrix)
 
 
 def test_absent_class_is_excluded_from_the_mean_but_false_positives_count():
@@ -52,7 +56,24 @@ def test_report_formats_table_and_json_without_nan():
     payload = scores_to_dict(matrix.scores(), ['road', 'car'])
     assert payload['per_class_iou'] == {'road': 1.0, 'car': None}
     assert payload['miou'] == 1.0
+    assert payload['per_class_recall'] == {'road': 1.0, 'car': None}
+    assert payload['per_class_precision'] == {'road': 1.0, 'car': None}
+    assert payload['confusion_matrix'] == [[2, 0], [0, 0]]
+    json.dumps(payload, allow_nan=False)
     table = format_table(matrix.scores(), ['road', 'car'])
-    assert table.splitlines()[1].split() == ['road', '1.000', '1.000']
-    assert table.splitlines()[2].split() == ['car', 'nan', 'nan']
+    assert table.splitlines()[0].split() == ['class', 'IoU', 'recall', 'prec']
+    assert table.splitlines()[1].split() == ['road', '1.000', '1.000', '1.000']
+    assert table.splitlines()[2].split() == ['car', 'nan', 'nan', 'nan']
     assert table.splitlines()[3].split() == ['mIoU', '1.000']
+
+
+def test_precision_separates_false_positives_from_false_negatives():
+    over, under = ConfusionMatrix(2), ConfusionMatrix(2)
+    over.update(np.array([0, 0, 0, 1]), np.array([0, 1, 1, 1]))
+    under.update(np.array([0, 1, 1, 1]), np.array([0, 0, 0, 1]))
+    # same IoU for class 1 (1/3), opposite failure: over-predicted vs missed.
+    assert over.scores().iou[1] == pytest.approx(under.scores().iou[1])
+    assert over.scores().precision[1] == pytest.approx(1 / 3)
+    assert over.scores().class_accuracy[1] == 1.0
+    assert under.scores().precision[1] == 1.0
+    assert under.scores().class_accuracy[1] == pytest.approx(1 / 3)
