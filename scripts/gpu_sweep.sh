@@ -1,7 +1,8 @@
 #!/bin/bash
-# Train several runs of the shipped recipe side by side on one GPU (device machine), each
-# stopped after LIMIT_S seconds (resumable: rerun on the same machine to continue), then
-# copy them into $OUT: fast_xl without optimiser state (weights only, < 16 MiB), others whole.
+# Train several runs of the shipped recipe (config/train_camvid.yaml) side by side on one GPU
+# (device machine), each stopped after LIMIT_S seconds (resumable: rerun on the same machine
+# to continue), then copy them into $OUT: fast_xl without optimiser state (weights only,
+# < 16 MiB), others whole.
 # Data: scripts/gpu_data.py first; carry .gpudata. Runs: RUNS="arch:seed ..." (default below).
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 R=${RUNS_DIR:-/tmp/runs}; mkdir -p "$R"
@@ -11,10 +12,8 @@ for spec in ${RUNS:-fast_xl:2 fast_xl:3 fast_wide:3 fast_wide:4}; do
   arch=${spec%:*}; seed=${spec#*:}
   timeout "${LIMIT_S:-420}" python3 -m seg_node.cli train --data .gpudata/camvid \
     --classes seg_node/models/classes.yaml --arch "$arch" --seed "$seed" \
-    --output "$R/${arch}_s$seed" --epochs "${EPOCHS:-200}" --crop 288 --scale 0.7 1.8 \
-    --class-weighting sqrt-median-frequency --jaccard-weight 1 --aux-weight 0.4 \
-    --paste-classes pole sign_symbol pedestrian bicyclist --paste-probability 0.5 \
-    --threads 2 --bf16 --eval-every 0 --val-limit 2 --device "${DEVICE:-cuda}" \
+    --output "$R/${arch}_s$seed" --recipe config/train_camvid.yaml --epochs "${EPOCHS:-200}" \
+    --threads 2 --eval-every 0 --val-limit 2 --device "${DEVICE:-cuda}" \
     ${TRAIN_LIMIT:+--train-limit $TRAIN_LIMIT} --resume > "$R/${arch}_s$seed.log" 2>&1 &
 done
 wait

@@ -7,6 +7,8 @@ subcommand that needs them, so the node's runtime never loads them.
 import argparse
 import json
 import sys
+from dataclasses import fields
+from functools import partial
 from pathlib import Path
 
 from seg_node import cli_bags
@@ -14,8 +16,11 @@ from seg_node import cli_tensorrt
 from seg_node.classes import DEFAULT_CLASSES_PATH, load_classes
 from seg_node.errors import SegNodeError
 from seg_node.models import ARCHITECTURE_NAMES, DEFAULT_MODEL_PATH
+from seg_node.training.recipe import make_train_config, TrainConfig
 
 DEFAULT_DATA = Path('../shared/datasets/camvid')
+# train's arguments that are not TrainConfig settings
+_NOT_SETTINGS = frozenset({'command', 'func', 'recipe', 'resume', 'data', 'output'})
 
 
 def _write_json(path: str | None, payload: dict) -> None:
@@ -27,23 +32,21 @@ def _write_json(path: str | None, payload: dict) -> None:
         print(f'wrote {path}')
 
 
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Return ``train``'s settings: TrainConfig defaults < ``--recipe`` file < given flags."""
+    given = {name: value for name, value in vars(args).items() if name not in _NOT_SETTINGS}
+    if 'scale' in given:
+        given['scale_min'], given['scale_max'] = given.pop('scale')
+    for name in ('classes', 'teacher'):
+        if name in given:
+            given[name] = str(given[name])
+    return make_train_config(args.data, args.output, args.recipe, **given)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a network (see seg_node.training.train)."""
-    from seg_node.training.train import train, TrainConfig
-    config = TrainConfig(
-        data=str(args.data), output=str(args.output), arch=args.arch, classes=str(args.classes),
-        epochs=args.epochs, batch_size=args.batch_size, crop=args.crop,
-        scale_min=args.scale[0], scale_max=args.scale[1], lr=args.lr,
-        weight_decay=args.weight_decay, seed=args.seed, bf16=args.bf16,
-        hard_fraction=args.hard_fraction, class_weighting=args.class_weighting,
-        jaccard_weight=args.jaccard_weight, aux_weight=args.aux_weight,
-        paste_classes=tuple(args.paste_classes), paste_probability=args.paste_probability,
-        teacher=str(args.teacher) if args.teacher else None, distill_weight=args.distill_weight,
-        distill_temperature=args.distill_temperature, device=args.device,
-        eval_every=args.eval_every, threads=args.threads, image_scale=args.image_scale,
-        train_limit=args.train_limit,
-        val_limit=args.val_limit)
-    record = train(config, resume=args.resume)
+    from seg_node.training.train import train
+    record = train(train_config_from_args(args), resume=args.resume)
     print(json.dumps({k: v for k, v in record.items() if k != 'val_iou'}))
     return 0
 
@@ -224,56 +227,75 @@ def _add_labelled_data_arguments(parser: argparse.ArgumentParser, split: str,
     parser.add_argument('--classes', type=Path, default=DEFAULT_CLASSES_PATH)
 
 
+def _add_train_setting(parser: argparse.ArgumentParser, flag: str, help: str = '',
+                       **kwargs) -> None:
+    """Add a ``train`` flag that is set only when given, its help naming TrainConfig's default."""
+    name = flag[2:].replace('-', '_')
+    defaults = {field.name: field.default for field in fields(TrainConfig)}
+    if name == 'scale':
+        default = f'{defaults["scale_min"]} {defaults["scale_max"]}'
+    elif isinstance(defaults[name], tuple):
+        default = ' '.join(defaults[name]) or 'none'
+    else:
+        default = defaults[name]
+    parser.add_argument(flag, default=argparse.SUPPRESS,
+                        help=f'{help} (default: {default})'.lstrip(), **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the seg_tool argument parser."""
     parser = argparse.ArgumentParser(prog='seg_tool', description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest='command', required=True)
 
-    train = commands.add_parser('train', help='train a network on CamVid-format data')
+    train = commands.add_parser(
+        'train', help='train a network on CamVid-format data',
+        description='Settings come from TrainConfig defaults, then --recipe, then flags.')
     train.add_argument('--data', type=Path, default=DEFAULT_DATA)
     train.add_argument('--output', type=Path, required=True, help='run folder')
-    train.add_argument('--arch', default='fast', choices=ARCHITECTURE_NAMES)
-    train.add_argument('--classes', type=Path, default=DEFAULT_CLASSES_PATH)
-    train.add_argument('--epochs', type=int, default=200)
-    train.add_argument('--batch-size', type=int, default=8)
-    train.add_argument('--crop', type=int, default=288)
-    train.add_argument('--scale', type=float, nargs=2, default=(0.7, 1.8))
-    train.add_argument('--lr', type=float, default=3e-3)
-    train.add_argument('--weight-decay', type=float, default=1e-4)
-    train.add_argument('--seed', type=int, default=0)
-    train.add_argument('--bf16', action='store_true',
-                       help='bf16 autocast (fast only on CPUs with native bf16)')
-    train.add_argument('--hard-fraction', type=float, default=1.0,
-                       help='online hard example mining: loss over the hardest fraction '
-                            'of pixels (e.g. 0.25); 1.0 = all pixels. Use it with '
-                            '--class-weighting none: with class weights the frequent '
-                            'classes never reach the hardest fraction and are not learnt')
-    train.add_argument('--class-weighting', default='sqrt-median-frequency',
-                       choices=('median-frequency', 'sqrt-median-frequency', 'none'))
-    train.add_argument('--jaccard-weight', type=float, default=1.0,
-                       help='weight of a soft-Jaccard (mIoU surrogate) term added to the '
-                            'cross-entropy; 0 disables it')
-    train.add_argument('--aux-weight', type=float, default=0.4,
-                       help='weight of an auxiliary head on the stride-16 features (deep '
-                            'supervision, dropped at export); 0 disables it')
-    train.add_argument('--paste-classes', nargs='+', default=(), metavar='NAME',
-                       help='class names whose objects are pasted from another training '
-                            'frame (same rows, shifted columns), e.g. pole sign_symbol')
-    train.add_argument('--paste-probability', type=float, default=0.0,
-                       help='chance that a training frame gets pasted objects')
-    train.add_argument('--teacher', type=Path,
-                       help='checkpoint of a larger trained network to distil from')
-    train.add_argument('--distill-weight', type=float, default=0.0,
-                       help='weight of the per-pixel KL(teacher || network) term')
-    train.add_argument('--distill-temperature', type=float, default=1.0,
-                       help='softmax temperature of the distillation term')
-    train.add_argument('--eval-every', type=int, default=5)
-    train.add_argument('--device', default='auto', help='auto (cuda when present) | cpu | cuda')
-    train.add_argument('--threads', type=int, default=0)
-    train.add_argument('--image-scale', type=float, default=1.0,
-                       help='resize the data set first (0.5: cheap same-budget ablations)')
-    train.add_argument('--train-limit', type=int)
-    train.add_argument('--val-limit', type=int)
+    train.add_argument('--recipe', type=Path,
+                       help='YAML file of training settings, e.g. config/train_camvid.yaml')
+    setting = partial(_add_train_setting, train)
+    setting('--arch', choices=ARCHITECTURE_NAMES)
+    setting('--classes', type=Path)
+    setting('--epochs', type=int)
+    setting('--batch-size', type=int)
+    setting('--crop', type=int)
+    setting('--scale', type=float, nargs=2, metavar=('MIN', 'MAX'),
+            help='random rescale range applied before cropping')
+    setting('--lr', type=float)
+    setting('--weight-decay', type=float, help='AdamW (decoupled) weight decay')
+    setting('--seed', type=int)
+    setting('--bf16', action=argparse.BooleanOptionalAction,
+            help='bf16 autocast (fast only on CPUs with native bf16)')
+    setting('--hard-fraction', type=float,
+            help='online hard example mining: loss over the hardest fraction of pixels (e.g. '
+                 '0.25); 1.0 = all pixels. Use it with --class-weighting none: with class '
+                 'weights the frequent classes never reach the hardest fraction')
+    setting('--class-weighting',
+            choices=('median-frequency', 'sqrt-median-frequency', 'none'))
+    setting('--jaccard-weight', type=float,
+            help='weight of a soft-Jaccard (mIoU surrogate) term added to the cross-entropy; '
+                 '0 disables it')
+    setting('--aux-weight', type=float,
+            help='weight of an auxiliary head on the stride-16 features (deep supervision, '
+                 'dropped at export); 0 disables it')
+    setting('--paste-classes', nargs='+', metavar='NAME',
+            help='class names whose objects are pasted from another training frame (same '
+                 'rows, shifted columns), e.g. pole sign_symbol')
+    setting('--paste-probability', type=float,
+            help='chance that a training frame gets pasted objects')
+    setting('--teacher', type=Path, help='checkpoint of a larger trained network to distil from')
+    setting('--distill-weight', type=float,
+            help='weight of the per-pixel KL(teacher || network) term')
+    setting('--distill-temperature', type=float,
+            help='softmax temperature of the distillation term')
+    setting('--eval-every', type=int)
+    setting('--device', help='auto (cuda when present) | cpu | cuda')
+    setting('--threads', type=int)
+    setting('--image-scale', type=float,
+            help='resize the data set first (0.5: cheap same-budget ablations)')
+    setting('--train-limit', type=int)
+    setting('--val-limit', type=int)
     train.add_argument('--resume', action='store_true')
     train.set_defaults(func=cmd_train)
 

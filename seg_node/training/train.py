@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from seg_node.classes import DEFAULT_CLASSES_PATH, load_classes
+from seg_node.classes import load_classes
 from seg_node.dataset import channel_statistics, class_weights, load_split
 from seg_node.errors import ConfigError
 from seg_node.evaluation import evaluate_frames
@@ -33,6 +33,7 @@ from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
 from seg_node.training.augment import augment, AugmentConfig, paste_objects
 from seg_node.training.losses import cross_entropy, distillation, LOSS_IGNORE, soft_jaccard
+from seg_node.training.recipe import TrainConfig
 
 # Settings that may change when a run is resumed; every other TrainConfig field defines the
 # run (schedule length, data, losses) and must match the checkpoint.
@@ -44,40 +45,6 @@ SETTINGS_OFF_BEFORE_ADDED = {'jaccard_weight': 0.0, 'aux_weight': 0.0,
                              'distill_temperature': 1.0}
 
 Result = TypeVar('Result')
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (stored in every checkpoint)."""
-
-    data: str
-    output: str
-    arch: str = 'fast'
-    classes: str = str(DEFAULT_CLASSES_PATH)
-    epochs: int = 200
-    batch_size: int = 8
-    crop: int = 288
-    scale_min: float = 0.7
-    scale_max: float = 1.8
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    bf16: bool = False
-    hard_fraction: float = 1.0
-    class_weighting: str = 'sqrt-median-frequency'
-    jaccard_weight: float = 1.0
-    aux_weight: float = 0.4
-    paste_classes: tuple[str, ...] = ()
-    paste_probability: float = 0.0
-    teacher: str | None = None
-    distill_weight: float = 0.0
-    distill_temperature: float = 1.0
-    device: str = 'auto'
-    eval_every: int = 5
-    threads: int = 0
-    image_scale: float = 1.0
-    train_limit: int | None = None
-    val_limit: int | None = None
 
 
 def _batch(data, indices: np.ndarray, augmentation: AugmentConfig, rng: np.random.Generator,
