@@ -284,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
                  'rows, shifted columns), e.g. pole sign_symbol')
     setting('--paste-probability', type=float,
             help='chance that a training frame gets pasted objects')
+    setting('--paste-scale-max', type=float,
+            help='magnify the donor frame by a random factor in [1, this] before pasting, '
+                 'as if its objects stood closer (wider, taller poles); 1 = as photographed')
     setting('--teacher', type=Path, help='checkpoint of a larger trained network to distil from')
     setting('--distill-weight', type=float,
             help='weight of the per-pixel KL(teacher || network) term')

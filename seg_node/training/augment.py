@@ -2,7 +2,7 @@
 
 Scale, crop, flip and colour jitter, and pasting of thin/rare objects (poles, signs, people)
 from another frame, so they are seen in front of other backgrounds than the ones they were
-photographed against.
+photographed against, optionally magnified first (as if they stood closer to the camera).
 """
 
 from dataclasses import dataclass
@@ -112,4 +112,34 @@ def paste_objects(image: np.ndarray, label: np.ndarray, donor_image: np.ndarray,
     mask = np.isin(donor_label[:height, source], class_ids)
     image[:height, target][mask] = donor_image[:height, source][mask]
     label[:height, target][mask] = donor_label[:height, source][mask]
+    return image, label
+
+
+def magnify(image: np.ndarray, label: np.ndarray,
+            scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Return the frame as if every object stood ``scale`` times closer to the camera.
+
+    For a forward-looking camera an object's size and its image distance from the principal
+    point both grow as 1 / depth, so scaling about the frame centre (taken as the principal
+    point) moves objects where they would appear closer: a far pole becomes a wider, taller
+    pole lower in the frame (or higher, above the centre row). The frame keeps its size: the
+    central 1 / scale of it fills the output.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        label: (H, W) uint8 class ids.
+        scale: magnification, >= 1.
+
+    Returns:
+        (H, W, 3) uint8 image (bilinear) and (H, W) uint8 label (nearest).
+
+    """
+    height, width = label.shape
+    centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
+    matrix = np.array([[scale, 0.0, (1.0 - scale) * centre_x],
+                       [0.0, scale, (1.0 - scale) * centre_y]])
+    image = cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+    label = cv2.warpAffine(label, matrix, (width, height), flags=cv2.INTER_NEAREST,
+                           borderMode=cv2.BORDER_REPLICATE)
     return image, label

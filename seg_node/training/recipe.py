@@ -44,6 +44,7 @@ class TrainConfig:
     aux_weight: float = 0.4
     paste_classes: tuple[str, ...] = ()
     paste_probability: float = 0.0
+    paste_scale_max: float = 1.0
     teacher: str | None = None
     distill_weight: float = 0.0
     distill_temperature: float = 1.0

@@ -31,7 +31,7 @@ from seg_node.inference.torch import load_checkpoint, TorchBackend
 from seg_node.metrics import format_table
 from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
-from seg_node.training.augment import augment, AugmentConfig, paste_objects
+from seg_node.training.augment import augment, AugmentConfig, magnify, paste_objects
 from seg_node.training.losses import cross_entropy, distillation, LOSS_IGNORE, soft_jaccard
 from seg_node.training.recipe import TrainConfig
 
@@ -41,6 +41,7 @@ RESUMABLE_CHANGES = frozenset({'data', 'output', 'device', 'eval_every', 'thread
 # Settings added after the first checkpoints were written: those runs trained without them.
 SETTINGS_OFF_BEFORE_ADDED = {'jaccard_weight': 0.0, 'aux_weight': 0.0,
                              'paste_classes': (), 'paste_probability': 0.0,
+                             'paste_scale_max': 1.0,
                              'teacher': None, 'distill_weight': 0.0,
                              'distill_temperature': 1.0}
 
@@ -48,15 +49,19 @@ Result = TypeVar('Result')
 
 
 def _batch(data, indices: np.ndarray, augmentation: AugmentConfig, rng: np.random.Generator,
-           ignore_index: int, paste_ids: np.ndarray,
-           paste_probability: float) -> tuple[torch.Tensor, torch.Tensor]:
+           ignore_index: int, paste_ids: np.ndarray, paste_probability: float,
+           paste_scale_max: float) -> tuple[torch.Tensor, torch.Tensor]:
     pairs = []
     for index in indices:
         image, label = data.images[index], data.labels[index]
         if paste_ids.size and rng.random() < paste_probability:
             donor = rng.integers(len(data.images))
+            donor_image, donor_label = data.images[donor], data.labels[donor]
+            if paste_scale_max > 1.0:
+                donor_image, donor_label = magnify(donor_image, donor_label,
+                                                   rng.uniform(1.0, paste_scale_max))
             half_width = label.shape[1] // 2
-            image, label = paste_objects(image, label, data.images[donor], data.labels[donor],
+            image, label = paste_objects(image, label, donor_image, donor_label,
                                          paste_ids, int(rng.integers(-half_width, half_width + 1)),
                                          bool(rng.random() < 0.5))
         pairs.append(augment(image, label, augmentation, rng, ignore_index))
@@ -177,6 +182,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     paste_ids = classes.ids(config.paste_classes)
     if not 0.0 <= config.paste_probability <= 1.0:
         raise ConfigError(f'paste probability {config.paste_probability} needs to be in 0..1')
+    if config.paste_scale_max < 1.0:
+        raise ConfigError(f'paste scale max {config.paste_scale_max} needs to be >= 1 '
+                          '(1: objects are pasted at the size they were photographed)')
     if config.paste_probability and not paste_ids.size:
         raise ConfigError(f'paste probability {config.paste_probability} needs at least one '
                           'class to paste (--paste-classes)')
@@ -234,7 +242,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         batches = prefetched(
             lambda step, order=order: _batch(
                 train_data, order[step * config.batch_size:(step + 1) * config.batch_size],
-                augmentation, rng, classes.ignore_index, paste_ids, config.paste_probability),
+                augmentation, rng, classes.ignore_index, paste_ids, config.paste_probability,
+                config.paste_scale_max),
             steps_per_epoch)
         bar = tqdm(batches, total=steps_per_epoch, desc=f'epoch {epoch + 1}/{config.epochs}',
                    leave=False, disable=None)

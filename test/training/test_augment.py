@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from seg_node.training.augment import augment, AugmentConfig, paste_objects
+from seg_node.training.augment import augment, AugmentConfig, magnify, paste_objects
 
 POLE, ROAD, SIGN = 2, 3, 6
 
@@ -64,6 +64,28 @@ def test_real_frames_receive_every_donor_pole_pixel(camvid_pairs):
     assert (pasted_label[donor_poles] == POLE).all()
     np.testing.assert_array_equal(pasted_image[donor_poles], donor_image[donor_poles])
     np.testing.assert_array_equal(pasted_label[~donor_poles], label[~donor_poles])
+
+
+def test_magnify_makes_a_far_pole_wider_taller_and_lower():
+    label = np.full((41, 41), ROAD, np.uint8)
+    label[21:25, 25] = POLE  # 1 px wide, rows 21-24, right of and below the centre (20, 20)
+    image = np.where(label[..., None] == POLE, 200, 10).astype(np.uint8).repeat(3, axis=2)
+    big_image, big_label = magnify(image, label, 3.0)
+    rows, columns = np.nonzero(big_label == POLE)
+    # x' = 3 (x - 20) + 20 on pixel extents: column 25 ([24.5, 25.5]) -> [33.5, 36.5], i.e.
+    # columns 34-36; rows 21-24 ([20.5, 24.5]) -> [21.5, 33.5], i.e. rows 22-33.
+    assert sorted(set(columns.tolist())) == [34, 35, 36]
+    assert rows.min() == 22 and rows.max() == 33
+    assert (big_label == POLE).sum() == 9 * (label == POLE).sum()
+    assert (big_image[23:33, 35] == 200).all() and (big_image[:, :33] == 10).all()
+    assert big_label.shape == label.shape and big_image.shape == image.shape
+
+
+def test_magnify_by_one_changes_nothing(camvid_pairs):
+    image, label = camvid_pairs[2]
+    same_image, same_label = magnify(image, label, 1.0)
+    np.testing.assert_array_equal(same_label, label)
+    np.testing.assert_array_equal(same_image, image)
 
 
 @pytest.mark.parametrize('scale', [0.5, 1.0, 1.8])

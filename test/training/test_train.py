@@ -178,6 +178,22 @@ def test_pasting_reaches_the_training_batches(data, tmp_path):
     assert runs[1.0] != pytest.approx(runs[0.0], rel=1e-4)
 
 
+def test_magnified_pasting_reaches_the_training_batches(data, tmp_path):
+    runs = {}
+    for scale_max in (1.0, 2.5):
+        output = tmp_path / str(scale_max)
+        train(TrainConfig(data=str(data), output=str(output), arch='fast', epochs=1,
+                          batch_size=2, crop=96, eval_every=0, threads=2, seed=5,
+                          paste_classes=('pole',), paste_probability=1.0,
+                          paste_scale_max=scale_max))
+        runs[scale_max] = losses(output)
+    assert runs[2.5] != pytest.approx(runs[1.0], rel=1e-4)
+    config = TrainConfig(data=str(data), output=str(tmp_path / 'bad'), epochs=1,
+                         paste_classes=('pole',), paste_probability=1.0, paste_scale_max=0.5)
+    with pytest.raises(ConfigError, match='paste scale max 0.5 needs to be >= 1'):
+        train(config)
+
+
 @pytest.mark.parametrize(('classes', 'probability'), [(('pole',), 1.5), ((), 0.5)])
 def test_paste_settings_are_refused_before_training(data, tmp_path, classes, probability):
     config = TrainConfig(data=str(data), output=str(tmp_path), epochs=1, batch_size=2,
