@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                  'dropped at export); 0 disables it')
     setting('--paste-classes', nargs='+', metavar='NAME',
             help='class names whose objects are pasted from another training frame (same '
-                 'rows, shifted columns), e.g. pole sign_symbol')
+                 'rows unless magnified, shifted columns), e.g. pole sign_symbol')
     setting('--paste-probability', type=float,
             help='chance that a training frame gets pasted objects')
     setting('--paste-scale-max', type=float,
