@@ -234,6 +234,8 @@ def _add_train_setting(parser: argparse.ArgumentParser, flag: str, help: str = '
     defaults = {field.name: field.default for field in fields(TrainConfig)}
     if name == 'scale':
         default = f'{defaults["scale_min"]} {defaults["scale_max"]}'
+    elif name == 'classes':
+        default = f'the bundled {DEFAULT_CLASSES_PATH.name}'
     elif isinstance(defaults[name], tuple):
         default = ' '.join(defaults[name]) or 'none'
     else:
