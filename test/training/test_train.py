@@ -41,6 +41,13 @@ def losses(run_dir: Path) -> list[float]:
     return [json.loads(line)['loss'] for line in (run_dir / 'log.jsonl').read_text().splitlines()]
 
 
+def one_epoch_losses(data: Path, output: Path, **settings) -> list[float]:
+    """Train the small 'fast' run (one epoch, seed 5) with ``settings``; return its losses."""
+    train(TrainConfig(data=str(data), output=str(output), arch='fast', epochs=1,
+                      batch_size=2, crop=96, eval_every=0, threads=2, seed=5, **settings))
+    return losses(output)
+
+
 def test_a_few_steps_on_real_frames_lower_the_loss(camvid_pairs):
     torch.manual_seed(0)
     classes = load_classes()
@@ -168,11 +175,8 @@ def test_pasting_reaches_the_training_batches(data, tmp_path):
     runs = {}
     for probability in (0.0, 1.0):
         output = tmp_path / str(probability)
-        train(TrainConfig(data=str(data), output=str(output), arch='fast', epochs=1,
-                          batch_size=2, crop=96, eval_every=0, threads=2, seed=5,
-                          paste_classes=('pole', 'pedestrian'),
-                          paste_probability=probability))
-        runs[probability] = losses(output)
+        runs[probability] = one_epoch_losses(data, output, paste_classes=('pole', 'pedestrian'),
+                                             paste_probability=probability)
         state = torch.load(output / 'last.pt', weights_only=False)
         assert state['train_config']['paste_classes'] == ('pole', 'pedestrian')
     assert runs[1.0] != pytest.approx(runs[0.0], rel=1e-4)
@@ -181,12 +185,9 @@ def test_pasting_reaches_the_training_batches(data, tmp_path):
 def test_magnified_pasting_reaches_the_training_batches(data, tmp_path):
     runs = {}
     for scale_max in (1.0, 2.5):
-        output = tmp_path / str(scale_max)
-        train(TrainConfig(data=str(data), output=str(output), arch='fast', epochs=1,
-                          batch_size=2, crop=96, eval_every=0, threads=2, seed=5,
-                          paste_classes=('pole',), paste_probability=1.0,
-                          paste_scale_max=scale_max))
-        runs[scale_max] = losses(output)
+        runs[scale_max] = one_epoch_losses(data, tmp_path / str(scale_max),
+                                           paste_classes=('pole',), paste_probability=1.0,
+                                           paste_scale_max=scale_max)
     assert runs[2.5] != pytest.approx(runs[1.0], rel=1e-4)
     config = TrainConfig(data=str(data), output=str(tmp_path / 'bad'), epochs=1,
                          paste_classes=('pole',), paste_probability=1.0, paste_scale_max=0.5)
@@ -207,12 +208,9 @@ def test_paste_settings_are_refused_before_training(data, tmp_path, classes, pro
 def test_distillation_reaches_training_and_is_stored_with_the_run(run, data, tmp_path):
     runs = {}
     for weight in (0.0, 1.0):
-        output = tmp_path / str(weight)
-        train(TrainConfig(data=str(data), output=str(output), arch='fast', epochs=1,
-                          batch_size=2, crop=96, eval_every=0, threads=2, seed=5,
-                          teacher=str(run / 'last.pt'), distill_weight=weight,
-                          distill_temperature=2.0))
-        runs[weight] = losses(output)
+        runs[weight] = one_epoch_losses(data, tmp_path / str(weight),
+                                        teacher=str(run / 'last.pt'), distill_weight=weight,
+                                        distill_temperature=2.0)
     state = torch.load(tmp_path / '1.0' / 'last.pt', weights_only=False)
     assert state['train_config']['teacher'] == str(run / 'last.pt')
     assert runs[1.0] != pytest.approx(runs[0.0], rel=1e-4)
