@@ -21,6 +21,7 @@ from seg_node.training.recipe import make_train_config, TrainConfig
 DEFAULT_DATA = Path('../shared/datasets/camvid')
 # train's arguments that are not TrainConfig settings
 _NOT_SETTINGS = frozenset({'command', 'func', 'recipe', 'resume', 'data', 'output'})
+_TRAIN_DEFAULTS = {field.name: field.default for field in fields(TrainConfig)}
 
 
 def _write_json(path: str | None, payload: dict) -> None:
@@ -231,15 +232,14 @@ def _add_train_setting(parser: argparse.ArgumentParser, flag: str, help: str = '
                        **kwargs) -> None:
     """Add a ``train`` flag that is set only when given, its help naming TrainConfig's default."""
     name = flag[2:].replace('-', '_')
-    defaults = {field.name: field.default for field in fields(TrainConfig)}
     if name == 'scale':
-        default = f'{defaults["scale_min"]} {defaults["scale_max"]}'
+        default = f'{_TRAIN_DEFAULTS["scale_min"]} {_TRAIN_DEFAULTS["scale_max"]}'
     elif name == 'classes':
         default = f'the bundled {DEFAULT_CLASSES_PATH.name}'
-    elif isinstance(defaults[name], tuple):
-        default = ' '.join(defaults[name]) or 'none'
+    elif isinstance(_TRAIN_DEFAULTS[name], tuple):
+        default = ' '.join(_TRAIN_DEFAULTS[name]) or 'none'
     else:
-        default = defaults[name]
+        default = _TRAIN_DEFAULTS[name]
     parser.add_argument(flag, default=argparse.SUPPRESS,
                         help=f'{help} (default: {default})'.lstrip(), **kwargs)
 
@@ -272,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     setting('--hard-fraction', type=float,
             help='online hard example mining: loss over the hardest fraction of pixels (e.g. '
                  '0.25); 1.0 = all pixels. Use it with --class-weighting none: with class '
-                 'weights the frequent classes never reach the hardest fraction')
+                 'weights the frequent classes never reach the hardest fraction and are not '
+                 'learnt')
     setting('--class-weighting',
             choices=('median-frequency', 'sqrt-median-frequency', 'none'))
     setting('--jaccard-weight', type=float,

@@ -5,7 +5,7 @@ augmentation, seed); command-line flags override it, and ``TrainConfig``'s own d
 fill in the rest. So the command that made a model is one file, not a line of flags.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 import types
 import typing
@@ -60,9 +60,8 @@ class TrainConfig:
 NOT_IN_RECIPES = frozenset({'data', 'output'})
 
 
-def _field_types() -> dict[str, Any]:
-    hints = typing.get_type_hints(TrainConfig)
-    return {field.name: hints[field.name] for field in fields(TrainConfig)}
+# Each TrainConfig field's type, the one every recipe value and override is checked against.
+_FIELD_TYPES: dict[str, Any] = typing.get_type_hints(TrainConfig)
 
 
 def _coerce(name: str, value: Any, expected: Any) -> Any:
@@ -102,13 +101,12 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f'cannot read training recipe {path}: {err}') from err
     if not isinstance(recipe, dict):
         raise ConfigError(f'training recipe {path} must be a mapping of setting: value')
-    types_by_name = _field_types()
-    allowed = sorted(set(types_by_name) - NOT_IN_RECIPES)
+    allowed = sorted(set(_FIELD_TYPES) - NOT_IN_RECIPES)
     for name in recipe:
         if name not in allowed:
             raise ConfigError(f'training recipe {path}: unknown setting {name!r}; valid: '
                               f'{", ".join(allowed)}')
-    return {name: _coerce(name, value, types_by_name[name]) for name, value in recipe.items()}
+    return {name: _coerce(name, value, _FIELD_TYPES[name]) for name, value in recipe.items()}
 
 
 def make_train_config(data: str | Path, output: str | Path, recipe: str | Path | None = None,
@@ -129,9 +127,8 @@ def make_train_config(data: str | Path, output: str | Path, recipe: str | Path |
 
     """
     settings = load_recipe(recipe) if recipe is not None else {}
-    types_by_name = _field_types()
     for name, value in overrides.items():
-        if name not in types_by_name or name in NOT_IN_RECIPES:
+        if name not in _FIELD_TYPES or name in NOT_IN_RECIPES:
             raise ConfigError(f'unknown training setting {name!r}')
-        settings[name] = _coerce(name, value, types_by_name[name])
+        settings[name] = _coerce(name, value, _FIELD_TYPES[name])
     return TrainConfig(data=str(data), output=str(output), **settings)
