@@ -16,7 +16,7 @@ from seg_node import cli_tensorrt
 from seg_node.classes import DEFAULT_CLASSES_PATH, load_classes
 from seg_node.errors import SegNodeError
 from seg_node.models import ARCHITECTURE_NAMES, DEFAULT_MODEL_PATH
-from seg_node.training.recipe import make_train_config, TrainConfig
+from seg_node.training.recipe import make_train_config, SCHEDULES, TrainConfig
 
 DEFAULT_DATA = Path('../shared/datasets/camvid')
 # train's arguments that are not TrainConfig settings
@@ -38,7 +38,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {name: value for name, value in vars(args).items() if name not in _NOT_SETTINGS}
     if 'scale' in given:
         given['scale_min'], given['scale_max'] = given.pop('scale')
-    for name in ('classes', 'teacher'):
+    for name in ('classes', 'teacher', 'init_from'):
         if name in given:
             given[name] = str(given[name])
     return make_train_config(args.data, args.output, args.recipe, **given)
@@ -295,6 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
             help='weight of the per-pixel KL(teacher || network) term')
     setting('--distill-temperature', type=float,
             help='softmax temperature of the distillation term')
+    setting('--init-from', type=Path,
+            help="start from this checkpoint's weights (same --arch and classes) instead of "
+                 "random ones, e.g. to average a trained network's weights")
+    setting('--schedule', choices=SCHEDULES,
+            help='learning rate per step: one-cycle (warm up to --lr, anneal to ~0) or '
+                 'constant --lr')
+    setting('--average-from', type=int, metavar='EPOCH',
+            help='average the weights of this and every later epoch (stochastic weight '
+                 'averaging; writes averaged.pt); 0 disables it')
     setting('--eval-every', type=int)
     setting('--device', help='auto (cuda when present) | cpu | cuda')
     setting('--threads', type=int)

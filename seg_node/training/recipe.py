@@ -48,6 +48,9 @@ class TrainConfig:
     teacher: str | None = None
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
+    init_from: str | None = None
+    schedule: str = 'one-cycle'
+    average_from: int = 0
     device: str = 'auto'
     eval_every: int = 5
     threads: int = 0
@@ -55,6 +58,9 @@ class TrainConfig:
     train_limit: int | None = None
     val_limit: int | None = None
 
+
+# Learning-rate schedules (TrainConfig.schedule), stepped once per batch.
+SCHEDULES = ('one-cycle', 'constant')
 
 # Where a run's data and results live is the caller's business, not the recipe's.
 NOT_IN_RECIPES = frozenset({'data', 'output'})

@@ -4,10 +4,13 @@ Cross-entropy with void ignored and class weights (median-frequency or its squar
 optionally plus a soft-Jaccard term, an auxiliary head on the stride-16 features (deep
 supervision, training only) and distillation from a larger trained network (``--teacher``);
 scale/crop/flip/colour augmentation and optional pasting of chosen classes' objects from
-another training frame, AdamW with a one-cycle schedule, per-epoch checkpoints (``last.pt``,
-resumable) and val mIoU through the same deploy graph that is exported.
+another training frame, AdamW with a one-cycle (or constant) schedule, optionally starting
+from a trained checkpoint and averaging the weights of the last epochs (``--average-from``),
+per-epoch checkpoints (``last.pt``, resumable) and val mIoU through the same deploy graph
+that is exported.
 """
 
+import copy
 import json
 import time
 from collections import deque
@@ -32,8 +35,9 @@ from seg_node.metrics import format_table
 from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
 from seg_node.training.augment import augment, AugmentConfig, magnify, paste_objects
+from seg_node.training.averaging import accumulate, refresh_batch_norm
 from seg_node.training.losses import cross_entropy, distillation, LOSS_IGNORE, soft_jaccard
-from seg_node.training.recipe import TrainConfig
+from seg_node.training.recipe import SCHEDULES, TrainConfig
 
 # Settings that may change when a run is resumed; every other TrainConfig field defines the
 # run (schedule length, data, losses) and must match the checkpoint.
@@ -43,7 +47,8 @@ SETTINGS_OFF_BEFORE_ADDED = {'jaccard_weight': 0.0, 'aux_weight': 0.0,
                              'paste_classes': (), 'paste_probability': 0.0,
                              'paste_scale_max': 1.0,
                              'teacher': None, 'distill_weight': 0.0,
-                             'distill_temperature': 1.0}
+                             'distill_temperature': 1.0, 'init_from': None,
+                             'schedule': 'one-cycle', 'average_from': 0}
 
 Result = TypeVar('Result')
 
@@ -160,6 +165,34 @@ def _load_teacher(config: TrainConfig, num_classes: int,
     return teacher.to(device, memory_format=torch.channels_last)
 
 
+def _initial_checkpoint(config: TrainConfig, num_classes: int) -> dict | None:
+    """Return the checkpoint ``config.init_from`` names, checked against this run, or None."""
+    if not config.init_from:
+        return None
+    try:
+        checkpoint = torch.load(config.init_from, map_location='cpu', weights_only=False)
+        stored = checkpoint['config']
+    except (OSError, RuntimeError, KeyError, EOFError) as err:
+        raise ConfigError(f'cannot start from {config.init_from}: {err}; pass a checkpoint '
+                          'written by `seg_tool train`') from err
+    if (stored['arch'], stored['num_classes']) != (config.arch, num_classes):
+        raise ConfigError(f'cannot start from {config.init_from}: it is {stored["arch"]} with '
+                          f'{stored["num_classes"]} classes, this run {config.arch} with '
+                          f'{num_classes}; pass --arch {stored["arch"]} and its class file')
+    return checkpoint
+
+
+def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer,
+               total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Return the learning-rate schedule ``config.schedule`` names, stepped once per batch."""
+    if config.schedule == 'one-cycle':
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
+                                                   total_steps=total_steps, pct_start=0.1)
+    if config.schedule == 'constant':
+        return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    raise ConfigError(f'unknown schedule {config.schedule!r}; valid: {", ".join(SCHEDULES)}')
+
+
 def _save(path: Path, payload: dict) -> None:
     partial = path.with_suffix('.tmp')
     torch.save(payload, partial)
@@ -171,6 +204,12 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
 
     Writes ``last.pt`` (every epoch), ``best.pt`` (best val mIoU) and ``log.jsonl`` into
     ``config.output``. With ``resume`` it continues from ``last.pt`` there.
+
+    With ``config.average_from`` = E > 0 the weights at the end of epoch E and of every later
+    epoch are averaged; the average, its batch-norm statistics recomputed on training
+    batches, is what is evaluated and is written as ``averaged.pt`` (a checkpoint like any
+    other) at every evaluation and at the end. ``best.pt`` is then not written: the average
+    is the run's result, not one epoch picked on val.
     """
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -188,12 +227,18 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     if config.paste_probability and not paste_ids.size:
         raise ConfigError(f'paste probability {config.paste_probability} needs at least one '
                           'class to paste (--paste-classes)')
+    if not 0 <= config.average_from <= config.epochs:
+        raise ConfigError(f'average from epoch {config.average_from} needs to be in '
+                          f'0..{config.epochs} (0: no weight averaging)')
     if config.distill_weight and not config.teacher:
         raise ConfigError(f'distillation weight {config.distill_weight} needs a teacher '
                           'checkpoint (--teacher)')
     train_data = load_split(Path(config.data), 'train', config.train_limit, config.image_scale)
     val_data = load_split(Path(config.data), 'val', config.val_limit, config.image_scale)
-    mean, std = channel_statistics(train_data.images)
+    initial = _initial_checkpoint(config, classes.num_classes)
+    # A run that continues a trained network keeps the normalisation it was trained with.
+    mean, std = ((initial['config']['mean'], initial['config']['std']) if initial
+                 else channel_statistics(train_data.images))
     device = torch.device('cuda' if config.device == 'auto' and torch.cuda.is_available()
                           else 'cpu' if config.device == 'auto' else config.device)
     loss_weights = torch.from_numpy(
@@ -204,13 +249,17 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     teacher = _load_teacher(config, classes.num_classes, device)
     aux_head = (nn.Conv2d(network.encoder.widths[-1], classes.num_classes, 1).to(device)
                 if config.aux_weight else None)
+    if initial is not None:
+        network.load_state_dict(initial['model'])
+        if aux_head is not None and initial.get('aux_head') is not None:
+            aux_head.load_state_dict(initial['aux_head'])
+    averaged = copy.deepcopy(network) if config.average_from else None
+    averaged_count = 0
     parameters = list(network.parameters())
     parameters += list(aux_head.parameters()) if aux_head is not None else []
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(train_data.images) // config.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch,
-        pct_start=0.1)
+    scheduler = _scheduler(config, optimizer, config.epochs * steps_per_epoch)
     augmentation = AugmentConfig(crop=(config.crop, config.crop),
                                  scale=(config.scale_min, config.scale_max))
     model_config = {'arch': config.arch, 'num_classes': classes.num_classes,
@@ -230,6 +279,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
             aux_head.load_state_dict(state['aux_head'])
         optimizer.load_state_dict(state['optimizer'])
         scheduler.load_state_dict(state['scheduler'])
+        if averaged is not None:
+            averaged.load_state_dict(state['averaged'])
+            averaged_count = state['averaged_count']
         rng.bit_generator.state = state['numpy_rng']
         torch.set_rng_state(state['torch_rng'])
         start_epoch, best_miou = state['epoch'], state['best_miou']
@@ -260,9 +312,30 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
                   'lr': scheduler.get_last_lr()[0],
                   'epoch_s': round(time.perf_counter() - started, 1)}
         last_epoch = epoch + 1 == config.epochs
-        if config.eval_every and ((epoch + 1) % config.eval_every == 0 or last_epoch):
-            network.eval()
-            matrix, _ = evaluate_frames(TorchBackend(None, model=deploy).infer,
+        evaluate_now = bool(config.eval_every) and ((epoch + 1) % config.eval_every == 0
+                                                    or last_epoch)
+        if averaged is not None and epoch + 1 >= config.average_from:
+            accumulate(averaged, network, averaged_count)
+            averaged_count += 1
+        result = deploy
+        if averaged_count and (evaluate_now or last_epoch):
+            # Batch-norm statistics from augmented training batches of their own generator,
+            # so the training batches stay those of a run without averaging.
+            refresh_rng = np.random.default_rng([config.seed, epoch + 1])
+            refresh_order = refresh_rng.permutation(len(train_data.images))
+            refresh_batch_norm(averaged, (
+                deploy.normalise(_batch(
+                    train_data,
+                    refresh_order[step * config.batch_size:(step + 1) * config.batch_size],
+                    augmentation, refresh_rng, classes.ignore_index, paste_ids,
+                    config.paste_probability, config.paste_scale_max)[0].to(device)
+                ).contiguous(memory_format=torch.channels_last)
+                for step in range(steps_per_epoch)))
+            result = DeployModel(averaged, mean, std).to(device)
+            record['averaged_epochs'] = averaged_count
+        if evaluate_now:
+            result.eval()
+            matrix, _ = evaluate_frames(TorchBackend(None, model=result).infer,
                                         zip(val_data.images, val_data.labels, strict=True),
                                         classes.num_classes)
             scores = matrix.scores()
@@ -277,7 +350,15 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
                       'numpy_rng': rng.bit_generator.state, 'torch_rng': torch.get_rng_state(),
                       'best_miou': best_miou, 'record': record,
                       'aux_head': aux_head.state_dict() if aux_head is not None else None}
-        if record.get('val_miou', -1.0) > best_miou:
+        if averaged is not None:
+            checkpoint['averaged'] = averaged.state_dict()
+            checkpoint['averaged_count'] = averaged_count
+            if result is not deploy:
+                _save(output / 'averaged.pt', {
+                    'model': averaged.state_dict(), 'config': model_config,
+                    'train_config': asdict(config), 'epoch': epoch + 1,
+                    'averaged_count': averaged_count, 'record': record})
+        elif record.get('val_miou', -1.0) > best_miou:
             best_miou = checkpoint['best_miou'] = record['val_miou']
             _save(output / 'best.pt', checkpoint)
         _save(output / 'last.pt', checkpoint)

@@ -89,3 +89,14 @@ def test_optional_settings_accept_null(tmp_path: Path):
     recipe = tmp_path / 'recipe.yaml'
     recipe.write_text('teacher: null\ntrain_limit: 4\n')
     assert load_recipe(recipe) == {'teacher': None, 'train_limit': 4}
+
+
+def test_weight_averaging_flags_become_settings(tmp_path: Path):
+    args = build_parser().parse_args(
+        ['train', '--output', str(tmp_path), '--init-from', str(tmp_path / 'last.pt'),
+         '--schedule', 'constant', '--average-from', '5'])
+    config = train_config_from_args(args)
+    assert (config.init_from, config.schedule, config.average_from) == (
+        str(tmp_path / 'last.pt'), 'constant', 5)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(['train', '--output', 'o', '--schedule', 'cosine'])

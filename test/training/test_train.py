@@ -14,6 +14,8 @@ from seg_node.cli import main as seg_tool
 from seg_node.errors import ConfigError
 from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
+from seg_node.training import train as train_module
+from seg_node.training.averaging import accumulate
 from seg_node.training.train import (LOSS_IGNORE, prefetched, train, TrainConfig,
                                      training_step)
 
@@ -234,3 +236,91 @@ def test_a_teacher_with_other_classes_is_refused(run, data, tmp_path):
                          teacher=str(tmp_path / 'five_classes.pt'), distill_weight=1.0)
     with pytest.raises(ConfigError, match='has 5 classes'):
         train(config)
+
+
+def _parameters(path: Path) -> dict[str, torch.Tensor]:
+    """Return the network parameters (not batch-norm buffers) stored in a checkpoint."""
+    state = torch.load(path, weights_only=False)['model']
+    names = {name for name, _ in build_model('fast', load_classes().num_classes)
+             .named_parameters()}
+    return {name: value for name, value in state.items() if name in names}
+
+
+CONSTANT_RUN = {'arch': 'fast', 'batch_size': 2, 'crop': 96, 'eval_every': 0, 'threads': 2,
+                'seed': 4, 'schedule': 'constant', 'lr': 1e-3}
+
+
+def test_weight_averaging_averages_the_chosen_epochs_and_leaves_the_run_alone(data, tmp_path):
+    train(TrainConfig(data=str(data), output=str(tmp_path / 'two'), epochs=2, **CONSTANT_RUN))
+    train(TrainConfig(data=str(data), output=str(tmp_path / 'three'), epochs=3,
+                      average_from=2, **CONSTANT_RUN))
+    assert losses(tmp_path / 'three')[:2] == pytest.approx(losses(tmp_path / 'two'), rel=1e-5)
+    epoch_two = _parameters(tmp_path / 'two' / 'last.pt')
+    epoch_three = _parameters(tmp_path / 'three' / 'last.pt')
+    averaged = _parameters(tmp_path / 'three' / 'averaged.pt')
+    assert averaged.keys() == epoch_two.keys()
+    for name, value in averaged.items():
+        torch.testing.assert_close(value, (epoch_two[name] + epoch_three[name]) / 2)
+    assert epoch_two['head.bias'].tolist() != pytest.approx(epoch_three['head.bias'].tolist())
+    stored = torch.load(tmp_path / 'three' / 'averaged.pt', weights_only=False)
+    assert (stored['averaged_count'], stored['epoch']) == (2, 3)
+    # batch-norm statistics re-measured for the average: one pass of one batch (3 frames // 2)
+    counts = {value.item() for name, value in stored['model'].items()
+              if name.endswith('num_batches_tracked')}
+    assert counts == {1}
+    assert not (tmp_path / 'three' / 'best.pt').exists()
+    assert [json.loads(line)['lr'] for line in
+            (tmp_path / 'three' / 'log.jsonl').read_text().splitlines()] == [1e-3] * 3
+
+
+def test_an_interrupted_averaging_run_resumes_to_the_same_average(data, tmp_path, monkeypatch):
+    config = TrainConfig(data=str(data), output=str(tmp_path / 'whole'), epochs=3,
+                         average_from=1, **CONSTANT_RUN)
+    train(config)
+    calls = []
+
+    def interrupted(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        accumulate(*args)
+
+    monkeypatch.setattr(train_module, 'accumulate', interrupted)
+    resumed = TrainConfig(**{**asdict(config), 'output': str(tmp_path / 'resumed')})
+    with pytest.raises(KeyboardInterrupt):
+        train(resumed)
+    assert not (tmp_path / 'resumed' / 'averaged.pt').exists()
+    monkeypatch.undo()
+    train(resumed, resume=True)
+    whole = _parameters(tmp_path / 'whole' / 'averaged.pt')
+    for name, value in _parameters(tmp_path / 'resumed' / 'averaged.pt').items():
+        torch.testing.assert_close(value, whole[name])
+
+
+def test_a_run_started_from_a_checkpoint_starts_from_its_weights(run, data, tmp_path):
+    train(TrainConfig(data=str(data), output=str(tmp_path), epochs=1,
+                      init_from=str(run / 'last.pt'), **{**CONSTANT_RUN, 'lr': 0.0}))
+    started = _parameters(run / 'last.pt')
+    for name, value in _parameters(tmp_path / 'last.pt').items():
+        torch.testing.assert_close(value, started[name])
+    stored = torch.load(tmp_path / 'last.pt', weights_only=False)['config']
+    original = torch.load(run / 'last.pt', weights_only=False)['config']
+    assert (stored['mean'], stored['std']) == (original['mean'], original['std'])
+
+
+@pytest.mark.parametrize(('settings', 'message'), [
+    ({'arch': 'fast_wide', 'init_from': 'RUN'}, r'it is fast with \d+ classes, this run '
+                                                r'fast_wide .*pass --arch fast'),
+    ({'init_from': 'MISSING'}, 'cannot start from .*missing.pt'),
+    ({'schedule': 'cosine'}, "unknown schedule 'cosine'; valid: one-cycle, constant"),
+    ({'average_from': 3}, r'average from epoch 3 needs to be in 0\.\.2'),
+])
+def test_bad_start_schedule_and_averaging_settings_are_refused(run, data, tmp_path,
+                                                               settings, message):
+    paths = {'RUN': str(run / 'last.pt'), 'MISSING': str(tmp_path / 'missing.pt')}
+    settings = {name: paths.get(value, value) for name, value in settings.items()}
+    config = TrainConfig(data=str(data), output=str(tmp_path / 'run'),
+                         **{**CONSTANT_RUN, 'epochs': 2, **settings})
+    with pytest.raises(ConfigError, match=message):
+        train(config)
+    assert not (tmp_path / 'run' / 'last.pt').exists()
