@@ -85,6 +85,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Score models on the same frames; bootstrap each one's difference to the first."""
+    from seg_node.dataset import load_split
+    from seg_node.evaluation import compare_models, comparison_to_dict, format_comparison
+    from seg_node.metrics import scores_to_dict
+    if len(args.model) < 2:
+        print('seg_tool: error: compare needs at least two --model (the first is the '
+              'baseline)', file=sys.stderr)
+        return 2
+    classes = load_classes(args.classes)
+    backends = [_backend_for(model, args.backend, args.threads) for model in args.model]
+    data = load_split(args.data, args.split, args.limit)
+    if not 1 <= args.block <= len(data.images):
+        print(f'seg_tool: error: --block {args.block} needs to be in 1..{len(data.images)} '
+              f'(the frames of {args.split})', file=sys.stderr)
+        return 2
+    comparison = compare_models([backend.infer for backend in backends], data.images,
+                                data.labels, classes.num_classes, args.block, args.samples,
+                                args.seed)
+    names = [str(model) for model in args.model]
+    report = comparison_to_dict(comparison, names, classes.names, args.interval)
+    print(format_comparison(report, args.interval))
+    if args.json:
+        _write_json(args.json, {
+            'split': args.split, 'frames': len(data.images), 'block': args.block,
+            'samples': args.samples, 'interval': args.interval, 'models': names,
+            'scores': [scores_to_dict(scores, classes.names) for scores in comparison.scores],
+            'against_first': report})
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a checkpoint to ONNX and verify it."""
     from seg_node.dataset import load_split
@@ -327,6 +358,26 @@ def build_parser() -> argparse.ArgumentParser:
                           'own size')
     evaluate.add_argument('--json')
     evaluate.set_defaults(func=cmd_evaluate)
+
+    compare = commands.add_parser(
+        'compare', help='models on the same frames, with block-bootstrap intervals',
+        description='Per-class IoU of every --model against the first on the same frames, '
+                    'with the interval of the difference over block-bootstrap resamples of '
+                    'the frames (runs of consecutive frames, which show the same objects).')
+    compare.add_argument('--model', type=Path, action='append', required=True,
+                         help='ONNX model or checkpoint; repeat; the first is the baseline')
+    _add_labelled_data_arguments(compare, split='val')
+    compare.add_argument('--block', type=int, default=10,
+                         help='consecutive frames per bootstrap block (default: 10, ~10 s '
+                              'of CamVid)')
+    compare.add_argument('--samples', type=int, default=2000)
+    compare.add_argument('--interval', type=float, default=0.9,
+                         help='central probability of the reported interval')
+    compare.add_argument('--seed', type=int, default=0)
+    compare.add_argument('--backend', default='onnxruntime')
+    compare.add_argument('--threads', type=int, default=0)
+    compare.add_argument('--json')
+    compare.set_defaults(func=cmd_compare)
 
     export = commands.add_parser('export', help='checkpoint -> verified ONNX')
     export.add_argument('checkpoint', type=Path)

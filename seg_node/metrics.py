@@ -32,6 +32,61 @@ class Scores:
     matrix: np.ndarray
 
 
+def class_iou(matrices: np.ndarray) -> np.ndarray:
+    """Return per-class IoU of one or more confusion matrices.
+
+    Args:
+        matrices: (..., K, K) pixel counts, rows ground truth, columns prediction.
+
+    Returns:
+        (..., K) float64 IoU; NaN for a class absent from both truth and prediction.
+
+    """
+    matrices = np.asarray(matrices, np.float64)
+    true_positive = np.diagonal(matrices, axis1=-2, axis2=-1)
+    union = matrices.sum(axis=-1) + matrices.sum(axis=-2) - true_positive
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where(union > 0, true_positive / union, np.nan)
+
+
+def block_bootstrap_iou(frame_matrices: np.ndarray, block: int, samples: int,
+                        seed: int = 0) -> np.ndarray:
+    """Per-class IoU of models over moving-block bootstrap resamples of the same frames.
+
+    Frames close in time show the same objects (a car waiting at a light sees one pole in
+    many frames), so frames are resampled in runs of ``block`` consecutive ones: each
+    resample joins blocks starting at random frames until it has as many frames as the
+    original. Every model is scored on the same resamples, so differences between models
+    are paired.
+
+    Args:
+        frame_matrices: (M, F, K, K) per-frame confusion matrices of M models on the same F
+            frames, in time order.
+        block: frames per block, 1..F.
+        samples: number of resamples S.
+        seed: random seed.
+
+    Returns:
+        (M, S, K) float64 IoU; NaN where a class is absent from a resample.
+
+    Raises:
+        ValueError: ``block`` outside 1..F.
+
+    """
+    frame_matrices = np.asarray(frame_matrices, np.int64)
+    frames = frame_matrices.shape[1]
+    if not 1 <= block <= frames:
+        raise ValueError(f'bootstrap block of {block} frames needs to be in 1..{frames}')
+    cumulative = np.concatenate([np.zeros_like(frame_matrices[:, :1]),
+                                 np.cumsum(frame_matrices, axis=1)], axis=1)
+    blocks = -(-frames // block)
+    starts = np.random.default_rng(seed).integers(0, frames - block + 1, (samples, blocks))
+    # whole blocks, then the last one cut short so every resample has exactly F frames
+    ends = np.minimum(starts + block, starts + frames - block * np.arange(blocks))
+    totals = (cumulative[:, ends] - cumulative[:, starts]).sum(axis=2)
+    return class_iou(totals)
+
+
 def _nanmean(values: np.ndarray) -> float:
     finite = values[np.isfinite(values)]
     return float(finite.mean()) if finite.size else float('nan')
@@ -75,9 +130,8 @@ class ConfusionMatrix:
         true_positive = np.diag(matrix)
         truth_total = matrix.sum(axis=1)
         predicted_total = matrix.sum(axis=0)
-        union = truth_total + predicted_total - true_positive
+        iou = class_iou(matrix)
         with np.errstate(invalid='ignore', divide='ignore'):
-            iou = np.where(union > 0, true_positive / union, np.nan)
             class_accuracy = np.where(truth_total > 0, true_positive / truth_total, np.nan)
             precision = np.where(predicted_total > 0, true_positive / predicted_total, np.nan)
         total = matrix.sum()

@@ -1,4 +1,4 @@
-"""`seg_tool evaluate` and its scoring loop: the node's resize path, latencies, bad sizes."""
+"""`seg_tool evaluate` / `compare` and their scoring loop: resize path, latencies, bootstrap."""
 
 import json
 
@@ -7,7 +7,9 @@ import pytest
 
 from conftest import CAMVID_FIXTURES
 from seg_node.cli import main
-from seg_node.evaluation import evaluate_frames, latency_percentiles
+from seg_node.classes import load_classes
+from seg_node.evaluation import (compare_models, comparison_to_dict, evaluate_frames,
+                                 format_comparison, latency_percentiles)
 from seg_node.inference.base import SegResult
 from seg_node.inference.onnxruntime import OnnxRuntimeBackend
 from seg_node.metrics import ConfusionMatrix
@@ -58,3 +60,64 @@ def test_evaluate_frames_times_each_frame_and_ignores_void(camvid_pairs):
     assert matrix.scores().pixel_accuracy == 1.0
     assert matrix.matrix.sum() == 2 * int((label < 11).sum())
     assert latency_percentiles([0.001, 0.003])['p50'] == pytest.approx(2.0)
+
+
+def test_evaluate_frames_hands_out_each_frames_matrix(camvid_pairs):
+    frame_matrices = []
+    matrix, _ = evaluate_frames(lambda image, confidence: SegResult(
+        np.full(image.shape[:2], 3, np.uint8), None, None), camvid_pairs, 11, frame_matrices)
+    assert len(frame_matrices) == len(camvid_pairs)
+    np.testing.assert_array_equal(sum(frame_matrices), matrix.matrix)
+    assert [int(m[3, 3]) for m in frame_matrices] == [int((label == 3).sum())
+                                                      for _, label in camvid_pairs]
+
+
+def test_compare_pairs_models_on_the_same_resamples(camvid_pairs):
+    def perfect(image, confidence):
+        return SegResult(next(label for i, label in camvid_pairs if i is image), None, None)
+
+    def all_road(image, confidence):
+        return SegResult(np.full(image.shape[:2], 3, np.uint8), None, None)
+
+    images = [image for image, _ in camvid_pairs]
+    labels = [label for _, label in camvid_pairs]
+    comparison = compare_models([perfect, all_road, perfect], images, labels, 11, block=1,
+                                samples=200)
+    assert comparison.resampled_iou.shape == (3, 200, 11)
+    report = comparison_to_dict(comparison, ['perfect', 'road', 'again'], load_classes().names)
+    assert set(report) == {'road', 'again'}
+    pole = report['road']['pole']
+    assert (pole['baseline'], pole['iou'], pole['difference']) == (1.0, 0.0, -1.0)
+    assert (pole['low'], pole['high'], pole['share_better']) == (-1.0, -1.0, 0.0)
+    road_iou = comparison.scores[1].iou[3]
+    assert report['road']['road']['difference'] == pytest.approx(road_iou - 1.0, abs=1e-4)
+    assert report['road']['mIoU']['iou'] == pytest.approx(comparison.scores[1].miou, abs=1e-4)
+    assert all(row['difference'] == row['low'] == row['high'] == 0.0
+               for row in report['again'].values())
+    table = format_comparison(report)
+    assert 'road against the baseline' in table
+    assert '1.000   0.000   -1.000  [ -1.000,  -1.000]    0.00' in table
+
+
+def test_compare_command_writes_both_models_scores(tmp_path, tiny_model, capsys):
+    report = tmp_path / 'compare.json'
+    assert main(['compare', '--model', str(tiny_model), '--model', str(tiny_model),
+                 '--data', str(CAMVID_FIXTURES), '--block', '2', '--samples', '50',
+                 '--threads', '1', '--json', str(report)]) == 0
+    result = json.loads(report.read_text())
+    alone = evaluate_json(tmp_path, tiny_model)
+    assert (result['frames'], result['block'], result['samples']) == (3, 2, 50)
+    assert [scores['miou'] for scores in result['scores']] == [alone['miou']] * 2
+    rows = result['against_first'][str(tiny_model)]
+    assert rows['mIoU']['difference'] == 0.0 and rows['mIoU']['share_better'] == 0.0
+
+
+@pytest.mark.parametrize(('extra', 'message'), [
+    ([], 'compare needs at least two --model'),
+    (['--model', 'MODEL', '--block', '4'], '--block 4 needs to be in 1..3'),
+])
+def test_compare_refuses_one_model_and_long_blocks(tiny_model, capsys, extra, message):
+    arguments = ['compare', '--model', str(tiny_model), '--data', str(CAMVID_FIXTURES),
+                 *[str(tiny_model) if item == 'MODEL' else item for item in extra]]
+    assert main(arguments) == 2
+    assert message in capsys.readouterr().err

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from seg_node.metrics import ConfusionMatrix, format_table, scores_to_dict
+from seg_node.metrics import (block_bootstrap_iou, class_iou, ConfusionMatrix, format_table,
+                             scores_to_dict)
 
 VOID = 3
 
@@ -77,3 +78,50 @@ def test_precision_separates_false_positives_from_false_negatives():
     assert over.scores().class_accuracy[1] == 1.0
     assert under.scores().precision[1] == 1.0
     assert under.scores().class_accuracy[1] == pytest.approx(1 / 3)
+
+
+def _frame(num_classes: int, truth: list[int], prediction: list[int]) -> np.ndarray:
+    matrix = ConfusionMatrix(num_classes)
+    matrix.update(np.array(truth), np.array(prediction))
+    return matrix.matrix
+
+
+def test_class_iou_of_a_stack_matches_each_matrix():
+    frames = np.stack([_frame(3, [0, 0, 1, 2], [0, 1, 1, 1]), _frame(3, [2, 2], [2, 0])])
+    expected = [ConfusionMatrix(3) for _ in frames]
+    for matrix, frame in zip(expected, frames, strict=True):
+        matrix.matrix += frame
+    np.testing.assert_array_equal(class_iou(frames),
+                                  np.stack([m.scores().iou for m in expected]))
+    np.testing.assert_allclose(class_iou(frames[0]), [0.5, 1 / 3, 0.0])
+
+
+def test_bootstrap_with_one_block_of_all_frames_is_the_whole_set():
+    frames = np.stack([_frame(3, [0, 1, 2], [0, 1, 1]), _frame(3, [2, 2, 0], [2, 2, 2])])
+    resampled = block_bootstrap_iou(frames[None], block=2, samples=5)
+    assert resampled.shape == (1, 5, 3)
+    np.testing.assert_allclose(resampled[0], np.tile(class_iou(frames.sum(axis=0)), (5, 1)))
+
+
+def test_bootstrap_draws_frames_with_replacement():
+    right, wrong = _frame(2, [0] * 10, [0] * 10), _frame(2, [0] * 10, [1] * 10)
+    resampled = block_bootstrap_iou(np.stack([right, wrong])[None], block=1, samples=4000)[0]
+    # both frames right: 1.0 (class 1 absent); one each: 0.5; both wrong: 0.0
+    shares = {value: float(np.mean(resampled[:, 0] == value)) for value in (1.0, 0.5, 0.0)}
+    assert shares == pytest.approx({1.0: 0.25, 0.5: 0.5, 0.0: 0.25}, abs=0.03)
+    assert np.isnan(resampled[resampled[:, 0] == 1.0, 1]).all()
+    assert (resampled[resampled[:, 0] < 1.0, 1] == 0.0).all()
+
+
+@pytest.mark.parametrize(('block', 'always_adjacent'), [(2, True), (1, False)])
+def test_bootstrap_blocks_are_runs_of_consecutive_frames(block, always_adjacent):
+    # frame i shows only class i, so the classes present in a resample are the frames drawn
+    frames = np.stack([_frame(5, [i], [i]) for i in range(5)])
+    present = np.isfinite(block_bootstrap_iou(frames[None], block, samples=500)[0])
+    adjacent = (present[:, :-1] & present[:, 1:]).any(axis=1)
+    assert adjacent.all() == always_adjacent
+
+
+def test_bootstrap_refuses_blocks_longer_than_the_frames():
+    with pytest.raises(ValueError, match='block of 3 frames needs to be in 1..2'):
+        block_bootstrap_iou(np.zeros((1, 2, 3, 3), np.int64), block=3, samples=1)
