@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from seg_node.metrics import (block_bootstrap_iou, class_iou, ConfusionMatrix, format_table,
-                             scores_to_dict)
+                              scores_to_dict)
 
 VOID = 3
 
