@@ -165,6 +165,22 @@ def _load_teacher(config: TrainConfig, num_classes: int,
     return teacher.to(device, memory_format=torch.channels_last)
 
 
+def _training_inputs(data, config: TrainConfig, augmentation: AugmentConfig,
+                     rng: np.random.Generator, ignore_index: int, paste_ids: np.ndarray,
+                     deploy: DeployModel) -> Iterator[torch.Tensor]:
+    """Yield one epoch of augmented training crops as (N, 3, H, W) normalised network inputs.
+
+    The crops are drawn from ``rng`` exactly as training draws its batches (pasting included).
+    """
+    order = rng.permutation(len(data.images))
+    for step in range(max(1, len(data.images) // config.batch_size)):
+        images, _ = _batch(data, order[step * config.batch_size:(step + 1) * config.batch_size],
+                           augmentation, rng, ignore_index, paste_ids, config.paste_probability,
+                           config.paste_scale_max)
+        yield deploy.normalise(images.to(deploy.scale.device)).contiguous(
+            memory_format=torch.channels_last)
+
+
 def _initial_checkpoint(config: TrainConfig, num_classes: int) -> dict | None:
     """Return the checkpoint ``config.init_from`` names, checked against this run, or None."""
     if not config.init_from:
@@ -321,16 +337,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         if averaged_count and (evaluate_now or last_epoch):
             # Batch-norm statistics from augmented training batches of their own generator,
             # so the training batches stay those of a run without averaging.
-            refresh_rng = np.random.default_rng([config.seed, epoch + 1])
-            refresh_order = refresh_rng.permutation(len(train_data.images))
-            refresh_batch_norm(averaged, (
-                deploy.normalise(_batch(
-                    train_data,
-                    refresh_order[step * config.batch_size:(step + 1) * config.batch_size],
-                    augmentation, refresh_rng, classes.ignore_index, paste_ids,
-                    config.paste_probability, config.paste_scale_max)[0].to(device)
-                ).contiguous(memory_format=torch.channels_last)
-                for step in range(steps_per_epoch)))
+            refresh_batch_norm(averaged, _training_inputs(
+                train_data, config, augmentation, np.random.default_rng([config.seed, epoch + 1]),
+                classes.ignore_index, paste_ids, deploy))
             result = DeployModel(averaged, mean, std).to(device)
             record['averaged_epochs'] = averaged_count
         if evaluate_now:
