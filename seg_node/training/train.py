@@ -181,6 +181,24 @@ def _training_inputs(data, config: TrainConfig, augmentation: AugmentConfig,
             memory_format=torch.channels_last)
 
 
+def _check_settings(config: TrainConfig, paste_ids: np.ndarray) -> None:
+    """Raise ConfigError for settings that contradict each other, before any data is read."""
+    if not 0.0 <= config.paste_probability <= 1.0:
+        raise ConfigError(f'paste probability {config.paste_probability} needs to be in 0..1')
+    if config.paste_scale_max < 1.0:
+        raise ConfigError(f'paste scale max {config.paste_scale_max} needs to be >= 1 '
+                          '(1: objects are pasted at the size they were photographed)')
+    if config.paste_probability and not paste_ids.size:
+        raise ConfigError(f'paste probability {config.paste_probability} needs at least one '
+                          'class to paste (--paste-classes)')
+    if not 0 <= config.average_from <= config.epochs:
+        raise ConfigError(f'average from epoch {config.average_from} needs to be in '
+                          f'0..{config.epochs} (0: no weight averaging)')
+    if config.distill_weight and not config.teacher:
+        raise ConfigError(f'distillation weight {config.distill_weight} needs a teacher '
+                          'checkpoint (--teacher)')
+
+
 def _initial_checkpoint(config: TrainConfig, num_classes: int) -> dict | None:
     """Return the checkpoint ``config.init_from`` names, checked against this run, or None."""
     if not config.init_from:
@@ -235,20 +253,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     rng = np.random.default_rng(config.seed)
     classes = load_classes(config.classes)
     paste_ids = classes.ids(config.paste_classes)
-    if not 0.0 <= config.paste_probability <= 1.0:
-        raise ConfigError(f'paste probability {config.paste_probability} needs to be in 0..1')
-    if config.paste_scale_max < 1.0:
-        raise ConfigError(f'paste scale max {config.paste_scale_max} needs to be >= 1 '
-                          '(1: objects are pasted at the size they were photographed)')
-    if config.paste_probability and not paste_ids.size:
-        raise ConfigError(f'paste probability {config.paste_probability} needs at least one '
-                          'class to paste (--paste-classes)')
-    if not 0 <= config.average_from <= config.epochs:
-        raise ConfigError(f'average from epoch {config.average_from} needs to be in '
-                          f'0..{config.epochs} (0: no weight averaging)')
-    if config.distill_weight and not config.teacher:
-        raise ConfigError(f'distillation weight {config.distill_weight} needs a teacher '
-                          'checkpoint (--teacher)')
+    _check_settings(config, paste_ids)
     train_data = load_split(Path(config.data), 'train', config.train_limit, config.image_scale)
     val_data = load_split(Path(config.data), 'val', config.val_limit, config.image_scale)
     initial = _initial_checkpoint(config, classes.num_classes)
