@@ -94,6 +94,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print('seg_tool: error: compare needs at least two --model (the first is the '
               'baseline)', file=sys.stderr)
         return 2
+    if not 0.0 < args.interval < 1.0 or args.samples < 1:
+        print(f'seg_tool: error: --interval {args.interval} needs to be in (0, 1) and --samples '
+              f'{args.samples} at least 1', file=sys.stderr)
+        return 2
     classes = load_classes(args.classes)
     backends = [_backend_for(model, args.backend, args.threads) for model in args.model]
     data = load_split(args.data, args.split, args.limit)
@@ -106,7 +110,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                 args.seed)
     names = [str(model) for model in args.model]
     report = comparison_to_dict(comparison, names, classes.names, args.interval)
-    print(format_comparison(report, args.interval))
+    print(format_comparison(report, names[0], args.interval))
     if args.json:
         _write_json(args.json, {
             'split': args.split, 'frames': len(data.images), 'block': args.block,

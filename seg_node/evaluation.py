@@ -138,12 +138,12 @@ def comparison_to_dict(comparison: Comparison, model_names: list[str],
     return report
 
 
-def format_comparison(report: dict, interval: float = 0.9) -> str:
+def format_comparison(report: dict, baseline: str, interval: float = 0.9) -> str:
     """Render :func:`comparison_to_dict`'s report as one plain-text table per model."""
     lines = []
     for name, rows in report.items():
         width = max(len(key) for key in rows)
-        lines.append(f'{name} against the baseline (block bootstrap, '
+        lines.append(f'{name} against {baseline} (block bootstrap, '
                      f'{interval:.0%} interval of the difference):')
         lines.append(f'{"class":<{width}}  {"base":>6}  {"model":>6}  {"diff":>7}  '
                      f'{"interval":>17}  {"better":>6}')

@@ -94,8 +94,8 @@ def test_compare_pairs_models_on_the_same_resamples(camvid_pairs):
     assert report['road']['mIoU']['iou'] == pytest.approx(comparison.scores[1].miou, abs=1e-4)
     assert all(row['difference'] == row['low'] == row['high'] == 0.0
                for row in report['again'].values())
-    table = format_comparison(report)
-    assert 'road against the baseline' in table
+    table = format_comparison(report, 'perfect')
+    assert 'road against perfect (block bootstrap, 90% interval' in table
     assert '1.000   0.000   -1.000  [ -1.000,  -1.000]    0.00' in table
 
 
@@ -115,6 +115,7 @@ def test_compare_command_writes_both_models_scores(tmp_path, tiny_model, capsys)
 @pytest.mark.parametrize(('extra', 'message'), [
     ([], 'compare needs at least two --model'),
     (['--model', 'MODEL', '--block', '4'], '--block 4 needs to be in 1..3'),
+    (['--model', 'MODEL', '--interval', '1.5'], '--interval 1.5 needs to be in (0, 1)'),
 ])
 def test_compare_refuses_one_model_and_long_blocks(tiny_model, capsys, extra, message):
     arguments = ['compare', '--model', str(tiny_model), '--data', str(CAMVID_FIXTURES),
