@@ -6,6 +6,7 @@ from pathlib import Path
 
 from seg_node.classes import DEFAULT_CLASSES_PATH, load_classes
 from seg_node.errors import ModelLoadError
+from seg_node.inference.contract import QUANTIZATION_TARGETS
 from seg_node.inference.engine_cache import PRECISIONS
 
 
@@ -31,13 +32,14 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
 def cmd_quantize(args: argparse.Namespace) -> int:
     """Write a QDQ INT8 model calibrated on real frames; optionally compare it with FP32."""
     from seg_node.training.quantize import calibration_images, compare_int8, quantize_model
-    output = args.output or args.model.with_name(f'{args.model.stem}_int8.onnx')
+    suffix = '_int8' if args.target == 'tensorrt' else '_int8_cpu'
+    output = args.output or args.model.with_name(f'{args.model.stem}{suffix}.onnx')
     images = calibration_images(args.calibration_images, args.split, args.count)
-    report = quantize_model(args.model, output, images)
+    report = quantize_model(args.model, output, images, args.target)
     print(f'wrote {report.path} ({report.path.stat().st_size / 1e6:.2f} MB): '
           f'{report.quantized_convs}/{report.convs} Conv quantised, calibrated on '
           f'{report.frames} frames from {args.calibration_images}')
-    if report.unsupported:
+    if report.unsupported and args.target == 'tensorrt':
         raise ModelLoadError(f'{report.path} uses operators TensorRT cannot parse: '
                              f'{report.unsupported}')
     if args.compare_on is not None:
@@ -69,7 +71,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     build.set_defaults(func=cmd_build_engine)
 
     quantize = commands.add_parser(
-        'quantize', help='ONNX -> INT8 QDQ ONNX (for TensorRT int8), calibrated on frames')
+        'quantize', help='ONNX -> INT8 QDQ ONNX calibrated on frames, for TensorRT or '
+                         '(--target cpu) ONNX Runtime')
     quantize.add_argument('model', type=Path, help='FP32 ONNX model of the contract')
     quantize.add_argument('--calibration-images', type=Path, default=DEFAULT_DATA,
                           help='CamVid-format folder, split file or folder of images')
@@ -78,7 +81,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     quantize.add_argument('--count', type=int,
                           help='calibration frames, spread evenly over the source (default: '
                                'a few hundred)')
-    quantize.add_argument('--output', type=Path, help='default: MODEL_int8.onnx')
+    quantize.add_argument('--target', choices=QUANTIZATION_TARGETS, default='tensorrt',
+                          help='tensorrt: symmetric int8 QDQ on Conv inputs, what TensorRT '
+                               'builds its int8 engine from (slower than FP32 in ONNX '
+                               'Runtime); cpu: uint8 activations on Conv and Relu, fused into '
+                               'integer kernels by ONNX Runtime on the CPU (default: tensorrt)')
+    quantize.add_argument('--output', type=Path,
+                          help='default: MODEL_int8.onnx (tensorrt) or MODEL_int8_cpu.onnx')
     quantize.add_argument('--compare-on', type=Path, metavar='DATA',
                           help='also print FP32 vs INT8 mIoU and latency (JSON) on DATA')
     quantize.add_argument('--compare-split', default='val')

@@ -20,6 +20,10 @@ ONNX_TYPES = {INPUT_NAME: 'tensor(uint8)', LABELS: 'tensor(uint8)',
 META_CLASS_NAMES = 'class_names'
 META_INFERENCE_SIZE = 'inference_size'
 META_ARCH = 'arch'
+# Runtimes an INT8 copy of a model can be written for (``seg_tool quantize --target``):
+# 'tensorrt' (symmetric int8 QDQ that TensorRT builds from) or 'cpu' (the uint8 placement
+# ONNX Runtime fuses into integer kernels).
+QUANTIZATION_TARGETS = ('tensorrt', 'cpu')
 
 
 @dataclass(frozen=True)

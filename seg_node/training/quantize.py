@@ -12,6 +12,14 @@ stay float too, since TensorRT rejects an int32 DequantizeLinear. The file keeps
 I/O contract and metadata, and TensorRT builds an INT8 engine from it
 (``seg_tool build-engine MODEL_int8.onnx --precision int8``).
 
+ONNX Runtime on the CPU cannot fuse that placement into integer kernels (the Conv outputs stay
+float), so it runs slower than FP32. ``target='cpu'`` writes the placement ONNX Runtime does
+fuse into QLinearConv: uint8 activations (asymmetric), int8 per-channel weights, Q/DQ on the
+inputs and outputs of every Conv and Relu (a Relu after a Conv folds into the Conv's output
+range), int32 biases. The head's Conv keeps float weights and float outputs, so the in-graph
+softmax and argmax see unquantised logits. TensorRT rejects this file (it needs symmetric
+int8).
+
 :func:`compare_int8` measures what quantisation costs and gains on the CPU: mIoU and median
 latency of the FP32 and INT8 models, interleaved frame by frame in one run.
 """
@@ -32,7 +40,7 @@ from seg_node.classes import ClassList
 from seg_node.dataset import read_rgb, split_pairs
 from seg_node.errors import ConfigError, ModelLoadError
 from seg_node.evaluation import evaluate_frames, latency_percentiles
-from seg_node.inference.contract import INPUT_NAME
+from seg_node.inference.contract import INPUT_NAME, QUANTIZATION_TARGETS
 from seg_node.inference.onnxruntime import OnnxRuntimeBackend
 from seg_node.metrics import ConfusionMatrix, scores_to_dict
 from seg_node.training.export import operator_report
@@ -126,17 +134,33 @@ def quantized_conv_count(graph: onnx.GraphProto) -> tuple[int, int]:
     return quantized, len(convs)
 
 
-def quantize_model(model_path: Path, output_path: Path, image_paths: list[Path]) -> QuantizeReport:
+def head_convs(graph: onnx.GraphProto) -> list[str]:
+    """Return the names of the Conv nodes whose output feeds the in-graph softmax."""
+    readers: dict[str, set[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, set()).add(node.op_type)
+    return [node.name for node in graph.node
+            if node.op_type == 'Conv' and 'ReduceMax' in readers.get(node.output[0], ())]
+
+
+def quantize_model(model_path: Path, output_path: Path, image_paths: list[Path],
+                   target: str = 'tensorrt') -> QuantizeReport:
     """Write a QDQ INT8 copy of an ONNX model of the contract, calibrated on ``image_paths``.
 
     Args:
         model_path: the FP32 model.
         output_path: where the QDQ model goes.
         image_paths: calibration frames; resized to the model's inference size if needed.
+        target: ``'tensorrt'`` or ``'cpu'`` (see the module docstring).
 
     Raises:
+        ConfigError: ``target`` is not one of :data:`QUANTIZATION_TARGETS`.
         ModelLoadError: the input is not a model of the contract, or the result is not.
     """
+    if target not in QUANTIZATION_TARGETS:
+        raise ConfigError(f'unknown quantisation target {target!r}; valid: '
+                          f'{", ".join(QUANTIZATION_TARGETS)}')
     info = OnnxRuntimeBackend(model_path).info
     source = onnx.load(str(model_path))
     output_path = Path(output_path)
@@ -147,18 +171,28 @@ def quantize_model(model_path: Path, output_path: Path, image_paths: list[Path])
         # dynamic padding arithmetic and is not needed for Conv-only quantisation.
         prepared = Path(folder) / 'prepared.onnx'
         quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
+        if target == 'tensorrt':
+            placement = {'op_types_to_quantize': QUANTIZED_OPERATORS,
+                         'activation_type': QuantType.QInt8,
+                         'extra_options': {'ActivationSymmetric': True, 'WeightSymmetric': True,
+                                           'QuantizeBias': False,
+                                           'OpTypesToExcludeOutputQuantization':
+                                               QUANTIZED_OPERATORS}}
+        else:
+            placement = {'op_types_to_quantize': ['Conv', 'Relu'],
+                         'activation_type': QuantType.QUInt8,
+                         'nodes_to_exclude': head_convs(onnx.load(str(prepared)).graph)}
         quantize_static(
             str(prepared), str(output_path), FrameReader(image_paths, info.inference_size),
-            quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPERATORS,
-            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            extra_options={'ActivationSymmetric': True, 'WeightSymmetric': True,
-                           'QuantizeBias': False,
-                           'OpTypesToExcludeOutputQuantization': QUANTIZED_OPERATORS})
+            quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax, **placement)
     quantized = onnx.load(str(output_path))
     metadata = {prop.key: prop.value for prop in source.metadata_props}
-    metadata[META_QUANTIZATION] = (f'int8 QDQ on Conv inputs, symmetric, per-channel weights, '
-                                   f'{len(image_paths)} calibration frames')
+    metadata[META_QUANTIZATION] = (
+        ('int8 QDQ on Conv inputs, symmetric, per-channel weights' if target == 'tensorrt'
+         else 'int8 QDQ for ONNX Runtime CPU: uint8 activations, per-channel int8 weights, '
+              'Conv and Relu, head in float')
+        + f', {len(image_paths)} calibration frames')
     del quantized.metadata_props[:]
     onnx.helper.set_model_props(quantized, metadata)
     onnx.save(quantized, str(output_path))
@@ -195,7 +229,9 @@ def compare_int8(fp32_path: Path, int8_path: Path, frames: list[np.ndarray],
         raise ConfigError(f'compare needs matching frames and labels, got {len(frames)} and '
                           f'{len(labels)}')
     paths = {'fp32': Path(fp32_path), 'int8': Path(int8_path)}
-    backends = {name: OnnxRuntimeBackend(path, threads) for name, path in paths.items()}
+    # No spinning: an idle session's spinning threads would steal the other's cores.
+    backends = {name: OnnxRuntimeBackend(path, threads, allow_spinning=False)
+                for name, path in paths.items()}
     matrices = {name: ConfusionMatrix(classes.num_classes) for name in backends}
     latencies: dict[str, list[float]] = {name: [] for name in backends}
     for backend in backends.values():

@@ -14,6 +14,7 @@ from seg_node.cli import main
 from seg_node.errors import ConfigError, ModelLoadError
 from seg_node.inference.onnxruntime import OnnxRuntimeBackend
 from seg_node.training.export import operator_report, TENSORRT_OPERATORS
+from seg_node.training import quantize as quantize_module
 from seg_node.training.quantize import (calibration_images, compare_int8, META_QUANTIZATION,
                                         quantize_model)
 
@@ -150,3 +151,78 @@ def test_seg_tool_quantize_writes_the_model_and_compare_json(tiny_model, tmp_pat
     result = json.loads(printed[printed.index('{'):])
     assert result['frames'] == 1 and result['int8']['model'] == str(output)
     assert OnnxRuntimeBackend(output).info.num_classes == 11
+
+
+@pytest.fixture(scope='module')
+def cpu_int8_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """Quantise the tiny model for ONNX Runtime's CPU kernels; return (path, report)."""
+    images = calibration_images(CAMVID_FIXTURES, 'val', 2)
+    output = tmp_path_factory.mktemp('int8_cpu') / 'tiny_int8_cpu.onnx'
+    return output, quantize_model(tiny_model, output, images, target='cpu')
+
+
+def test_cpu_target_quantises_conv_outputs_in_uint8_except_the_head(tiny_model, cpu_int8_model):
+    path, report = cpu_int8_model
+    graph = onnx.load(str(path)).graph
+    initializers = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    producers = {output: node for node in graph.node for output in node.output}
+    readers = consumers(graph)
+    convs = [node for node in graph.node if node.op_type == 'Conv']
+    head = [conv for conv in convs if 'ReduceMax' in
+            {reader.op_type for reader in readers[conv.output[0]]}]
+    assert len(convs) == 42 and len(head) == 1
+    assert (report.quantized_convs, report.convs) == (41, 42)
+    for conv in convs:
+        data = producers[conv.input[0]]
+        if conv is head[0]:
+            # float weights and float logits: the softmax and argmax see unquantised scores
+            assert initializers[conv.input[1]].dtype == np.float32
+            assert 'QuantizeLinear' not in {reader.op_type for reader in readers[conv.output[0]]}
+            continue
+        # every other Conv reads uint8 activations and writes into a QuantizeLinear, the
+        # pattern ONNX Runtime fuses into QLinearConv
+        assert data.op_type == 'DequantizeLinear'
+        assert initializers[data.input[2]].dtype == np.uint8
+        assert {reader.op_type for reader in readers[conv.output[0]]} == {'QuantizeLinear'}
+    metadata = {prop.key: prop.value for prop in onnx.load(str(path)).metadata_props}
+    assert metadata[META_QUANTIZATION].startswith('int8 QDQ for ONNX Runtime CPU')
+    assert OnnxRuntimeBackend(path).info == OnnxRuntimeBackend(tiny_model).info
+
+
+def test_cpu_target_labels_agree_with_fp32_on_real_frames(tiny_model, cpu_int8_model,
+                                                          camvid_pairs):
+    fp32 = OnnxRuntimeBackend(tiny_model)
+    int8 = OnnxRuntimeBackend(cpu_int8_model[0])
+    for image, _ in camvid_pairs:
+        reference = fp32.infer(image).labels.copy()
+        assert float((int8.infer(image).labels == reference).mean()) >= MIN_LABEL_AGREEMENT
+
+
+def test_unknown_quantisation_target_is_refused_with_the_choices(tiny_model, tmp_path):
+    with pytest.raises(ConfigError, match="unknown quantisation target 'gpu'; valid: "
+                                          'tensorrt, cpu'):
+        quantize_model(tiny_model, tmp_path / 'out.onnx', [], target='gpu')
+
+
+def test_compare_int8_times_sessions_that_do_not_spin(tiny_model, int8_model, camvid_pairs,
+                                                      monkeypatch):
+    created = []
+
+    class Recording(OnnxRuntimeBackend):
+        def __init__(self, *args, **kwargs):
+            created.append(kwargs.get('allow_spinning', True))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(quantize_module, 'OnnxRuntimeBackend', Recording)
+    image, label = camvid_pairs[0]
+    compare_int8(tiny_model, int8_model[0], [image], [label], load_classes(), 1)
+    assert created == [False, False]
+
+
+def test_seg_tool_quantize_cpu_target_writes_model_int8_cpu(tiny_model, tmp_path, capsys):
+    model = tmp_path / 'model.onnx'
+    model.write_bytes(tiny_model.read_bytes())
+    assert main(['quantize', str(model), '--target', 'cpu', '--calibration-images',
+                 str(CAMVID_FIXTURES), '--split', 'val', '--count', '1']) == 0
+    assert '41/42 Conv quantised' in capsys.readouterr().out
+    assert OnnxRuntimeBackend(tmp_path / 'model_int8_cpu.onnx').info.num_classes == 11
