@@ -1,4 +1,4 @@
-"""INT8 by explicit quantisation: a QDQ ONNX model for TensorRT, checked with ONNX Runtime.
+"""INT8 by explicit quantisation: QDQ ONNX models for TensorRT or ONNX Runtime's CPU kernels.
 
 ``seg_tool quantize`` calibrates activation ranges on real camera frames fed through the
 model's uint8 ``image`` input and writes a model with QuantizeLinear/DequantizeLinear pairs on
