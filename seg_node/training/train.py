@@ -165,18 +165,25 @@ def _load_teacher(config: TrainConfig, num_classes: int,
     return teacher.to(device, memory_format=torch.channels_last)
 
 
-def _training_inputs(data, config: TrainConfig, augmentation: AugmentConfig,
-                     rng: np.random.Generator, ignore_index: int, paste_ids: np.ndarray,
-                     deploy: DeployModel) -> Iterator[torch.Tensor]:
-    """Yield one epoch of augmented training crops as (N, 3, H, W) normalised network inputs.
+def _epoch_batches(data, config: TrainConfig, augmentation: AugmentConfig,
+                   rng: np.random.Generator, ignore_index: int,
+                   paste_ids: np.ndarray) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+    """Draw one epoch's frame order from ``rng``; return a function making its batches.
 
-    The crops are drawn from ``rng`` exactly as training draws its batches (pasting included).
+    The function maps a step to that step's (N, H, W, 3) uint8 crops and (N, H, W) int64
+    labels; each batch draws its augmentation (pasting included) from ``rng`` when made.
     """
     order = rng.permutation(len(data.images))
-    for step in range(max(1, len(data.images) // config.batch_size)):
-        images, _ = _batch(data, order[step * config.batch_size:(step + 1) * config.batch_size],
-                           augmentation, rng, ignore_index, paste_ids, config.paste_probability,
-                           config.paste_scale_max)
+    return lambda step: _batch(
+        data, order[step * config.batch_size:(step + 1) * config.batch_size], augmentation,
+        rng, ignore_index, paste_ids, config.paste_probability, config.paste_scale_max)
+
+
+def _training_inputs(produce: Callable[[int], tuple[torch.Tensor, torch.Tensor]], steps: int,
+                     deploy: DeployModel) -> Iterator[torch.Tensor]:
+    """Yield ``steps`` batches of ``produce`` as (N, 3, H, W) normalised network inputs."""
+    for step in range(steps):
+        images, _ = produce(step)
         yield deploy.normalise(images.to(deploy.scale.device)).contiguous(
             memory_format=torch.channels_last)
 
@@ -309,15 +316,10 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         print(f'resumed {output / "last.pt"} at epoch {start_epoch}', flush=True)
     for epoch in range(start_epoch, config.epochs):
         network.train()
-        order = rng.permutation(len(train_data.images))
         started = time.perf_counter()
         losses = []
-        batches = prefetched(
-            lambda step, order=order: _batch(
-                train_data, order[step * config.batch_size:(step + 1) * config.batch_size],
-                augmentation, rng, classes.ignore_index, paste_ids, config.paste_probability,
-                config.paste_scale_max),
-            steps_per_epoch)
+        batches = prefetched(_epoch_batches(train_data, config, augmentation, rng,
+                                            classes.ignore_index, paste_ids), steps_per_epoch)
         bar = tqdm(batches, total=steps_per_epoch, desc=f'epoch {epoch + 1}/{config.epochs}',
                    leave=False, disable=None)
         for images, labels in bar:
@@ -342,9 +344,10 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         if averaged_count and (evaluate_now or last_epoch):
             # Batch-norm statistics from augmented training batches of their own generator,
             # so the training batches stay those of a run without averaging.
+            refresh_rng = np.random.default_rng([config.seed, epoch + 1])
             refresh_batch_norm(averaged, _training_inputs(
-                train_data, config, augmentation, np.random.default_rng([config.seed, epoch + 1]),
-                classes.ignore_index, paste_ids, deploy))
+                _epoch_batches(train_data, config, augmentation, refresh_rng,
+                               classes.ignore_index, paste_ids), steps_per_epoch, deploy))
             result = DeployModel(averaged, mean, std).to(device)
             record['averaged_epochs'] = averaged_count
         if evaluate_now:
