@@ -282,6 +282,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         if aux_head is not None and initial.get('aux_head') is not None:
             aux_head.load_state_dict(initial['aux_head'])
     averaged = copy.deepcopy(network) if config.average_from else None
+    averaged_deploy = DeployModel(averaged, mean, std).to(device) if averaged else None
     averaged_count = 0
     parameters = list(network.parameters())
     parameters += list(aux_head.parameters()) if aux_head is not None else []
@@ -340,19 +341,19 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         if averaged is not None and epoch + 1 >= config.average_from:
             accumulate(averaged, network, averaged_count)
             averaged_count += 1
-        result = deploy
-        if averaged_count and (evaluate_now or last_epoch):
+        refreshed = bool(averaged_count) and (evaluate_now or last_epoch)
+        evaluated = averaged_deploy if refreshed else deploy
+        if refreshed:
             # Batch-norm statistics from augmented training batches of their own generator,
             # so the training batches stay those of a run without averaging.
             refresh_rng = np.random.default_rng([config.seed, epoch + 1])
             refresh_batch_norm(averaged, _training_inputs(
                 _epoch_batches(train_data, config, augmentation, refresh_rng,
                                classes.ignore_index, paste_ids), steps_per_epoch, deploy))
-            result = DeployModel(averaged, mean, std).to(device)
             record['averaged_epochs'] = averaged_count
         if evaluate_now:
-            result.eval()
-            matrix, _ = evaluate_frames(TorchBackend(None, model=result).infer,
+            evaluated.eval()
+            matrix, _ = evaluate_frames(TorchBackend(None, model=evaluated).infer,
                                         zip(val_data.images, val_data.labels, strict=True),
                                         classes.num_classes)
             scores = matrix.scores()
@@ -370,7 +371,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         if averaged is not None:
             checkpoint['averaged'] = averaged.state_dict()
             checkpoint['averaged_count'] = averaged_count
-            if result is not deploy:
+            if refreshed:
                 _save(output / 'averaged.pt', {
                     'model': averaged.state_dict(), 'config': model_config,
                     'train_config': asdict(config), 'epoch': epoch + 1,
