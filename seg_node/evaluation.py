@@ -66,14 +66,14 @@ class Comparison:
     scores: list[Scores]
     resampled_iou: np.ndarray
 
-    def differences(self, model: int) -> np.ndarray:
-        """Return (S, K + 1) IoU of ``model`` minus model 0 per resample; the last column mIoU."""
+    def differences(self) -> np.ndarray:
+        """Return (M, S, K + 1) IoU of each model minus model 0 per resample; last column mIoU."""
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', RuntimeWarning)  # a class absent from a resample
             per_model = np.concatenate(
                 [self.resampled_iou, np.nanmean(self.resampled_iou, axis=2, keepdims=True)],
                 axis=2)
-        return per_model[model] - per_model[0]
+        return per_model - per_model[0]
 
 
 def compare_models(segments: list[Callable[..., SegResult]], images: Sequence[np.ndarray],
@@ -123,8 +123,9 @@ def comparison_to_dict(comparison: Comparison, model_names: list[str],
     keys = [*class_names, 'mIoU']
     totals = [np.append(scores.iou, scores.miou) for scores in comparison.scores]
     report = {}
+    all_differences = comparison.differences()
     for model in range(1, len(model_names)):
-        differences = comparison.differences(model)
+        differences = all_differences[model]
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', RuntimeWarning)  # a class absent from resamples
             low, high = np.nanquantile(differences, [tail, 1.0 - tail], axis=0)
