@@ -31,7 +31,7 @@ from seg_node.dataset import channel_statistics, class_weights, load_split
 from seg_node.errors import ConfigError
 from seg_node.evaluation import evaluate_frames
 from seg_node.inference.torch import load_checkpoint, TorchBackend
-from seg_node.metrics import format_table
+from seg_node.metrics import format_table, Scores
 from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
 from seg_node.training.augment import augment, AugmentConfig, magnify, paste_objects
@@ -240,6 +240,233 @@ def _save(path: Path, payload: dict) -> None:
     partial.replace(path)
 
 
+class Trainer:
+    """One training run of a :class:`TrainConfig`: its data, networks, optimiser and progress.
+
+    Attributes:
+        rng: the generator of the training batches' frame order and augmentation.
+        averaged: the weight average (``config.average_from`` > 0), or None.
+        averaged_count: how many epochs' weights ``averaged`` holds.
+        start_epoch: the epoch :meth:`run` starts at (0, or where a resumed run stopped).
+        best_miou: the best val mIoU so far (-1 before any evaluation).
+
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        """Seed, check ``config``, load its data and build the networks and optimiser."""
+        self.config = config
+        self.output = Path(config.output)
+        self.output.mkdir(parents=True, exist_ok=True)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.classes = load_classes(config.classes)
+        self.paste_ids = self.classes.ids(config.paste_classes)
+        _check_settings(config, self.paste_ids)
+        data = Path(config.data)
+        self.train_data = load_split(data, 'train', config.train_limit, config.image_scale)
+        self.val_data = load_split(data, 'val', config.val_limit, config.image_scale)
+        num_classes = self.classes.num_classes
+        initial = _initial_checkpoint(config, num_classes)
+        # A run that continues a trained network keeps the normalisation it was trained with.
+        mean, std = ((initial['config']['mean'], initial['config']['std']) if initial
+                     else channel_statistics(self.train_data.images))
+        device = torch.device('cuda' if config.device == 'auto' and torch.cuda.is_available()
+                              else 'cpu' if config.device == 'auto' else config.device)
+        self.loss_weights = torch.from_numpy(
+            class_weights(self.train_data.labels, self.classes, config.class_weighting)).to(device)
+        self._build_networks(initial, mean, std, device)
+        self._build_optimizer()
+        self.augmentation = AugmentConfig(crop=(config.crop, config.crop),
+                                          scale=(config.scale_min, config.scale_max))
+        self.model_config = {'arch': config.arch, 'num_classes': num_classes,
+                             'class_names': list(self.classes.names), 'mean': mean, 'std': std}
+        self.start_epoch, self.best_miou = 0, -1.0
+
+    def _build_networks(self, initial: dict | None, mean: tuple[float, float, float],
+                        std: tuple[float, float, float], device: torch.device) -> None:
+        """Build the network, its auxiliary head, teacher and weight average on ``device``.
+
+        Args:
+            initial: a checkpoint whose weights the network starts from, or None.
+            mean: per-channel RGB mean of the deploy wrappers' input normalisation.
+            std: per-channel RGB standard deviation of that normalisation.
+            device: where the networks run.
+
+        """
+        config, num_classes = self.config, self.classes.num_classes
+        self.network = build_model(config.arch, num_classes).to(
+            device, memory_format=torch.channels_last)
+        self.deploy = DeployModel(self.network, mean, std).to(device)
+        self.teacher = _load_teacher(config, num_classes, device)
+        self.aux_head = (nn.Conv2d(self.network.encoder.widths[-1], num_classes, 1).to(device)
+                         if config.aux_weight else None)
+        if initial is not None:
+            self.network.load_state_dict(initial['model'])
+            if self.aux_head is not None and initial.get('aux_head') is not None:
+                self.aux_head.load_state_dict(initial['aux_head'])
+        self.averaged = copy.deepcopy(self.network) if config.average_from else None
+        self.averaged_deploy = (DeployModel(self.averaged, mean, std).to(device)
+                                if self.averaged else None)
+        self.averaged_count = 0
+
+    def _build_optimizer(self) -> None:
+        """Build AdamW over the network and auxiliary head, and its per-batch schedule."""
+        config = self.config
+        parameters = list(self.network.parameters())
+        parameters += list(self.aux_head.parameters()) if self.aux_head is not None else []
+        self.optimizer = torch.optim.AdamW(parameters, lr=config.lr,
+                                           weight_decay=config.weight_decay)
+        self.steps_per_epoch = max(1, len(self.train_data.images) // config.batch_size)
+        self.scheduler = _scheduler(config, self.optimizer, config.epochs * self.steps_per_epoch)
+
+    def resume(self, path: Path) -> None:
+        """Continue the run checkpointed in ``path`` (a ``last.pt``) where it stopped.
+
+        Raises:
+            ConfigError: a setting that defines the run differs from the checkpoint's.
+
+        """
+        state = torch.load(path, map_location='cpu', weights_only=False)
+        stored = {**SETTINGS_OFF_BEFORE_ADDED, **state['train_config']}
+        changed = sorted(key for key, value in asdict(self.config).items()
+                         if key not in RESUMABLE_CHANGES and stored.get(key) != value)
+        if changed:
+            raise ConfigError(f'cannot resume {path}: {", ".join(changed)} '
+                              'differ from that run; resume with its settings or train into '
+                              'a new --output')
+        self.network.load_state_dict(state['model'])
+        if self.aux_head is not None:
+            self.aux_head.load_state_dict(state['aux_head'])
+        self.optimizer.load_state_dict(state['optimizer'])
+        self.scheduler.load_state_dict(state['scheduler'])
+        if self.averaged is not None:
+            self.averaged.load_state_dict(state['averaged'])
+            self.averaged_count = state['averaged_count']
+        self.rng.bit_generator.state = state['numpy_rng']
+        torch.set_rng_state(state['torch_rng'])
+        self.start_epoch, self.best_miou = state['epoch'], state['best_miou']
+        print(f'resumed {path} at epoch {self.start_epoch}', flush=True)
+
+    def run(self) -> dict:
+        """Train the remaining epochs; return the last epoch's record ({} if none is left)."""
+        record = {}
+        for epoch in range(self.start_epoch, self.config.epochs):
+            record = self._epoch(epoch)
+        return record
+
+    def _epoch(self, epoch: int) -> dict:
+        """Train epoch ``epoch`` (0-based), average, evaluate and checkpoint; return its record."""
+        record = self._train_epoch(epoch)
+        last_epoch = epoch + 1 == self.config.epochs
+        evaluate_now = bool(self.config.eval_every) and (
+            (epoch + 1) % self.config.eval_every == 0 or last_epoch)
+        self._accumulate_average(epoch)
+        refreshed = bool(self.averaged_count) and (evaluate_now or last_epoch)
+        if refreshed:
+            self._refresh_average(epoch)
+            record['averaged_epochs'] = self.averaged_count
+        if evaluate_now:
+            scores = self._evaluate(self.averaged_deploy if refreshed else self.deploy)
+            record['val_miou'] = round(scores.miou, 4)
+            record['val_iou'] = {name: round(float(v), 4) for name, v
+                                 in zip(self.classes.names, scores.iou, strict=True)}
+            if last_epoch:
+                print(format_table(scores, self.classes.names), flush=True)
+        self._write_checkpoints(epoch, record, refreshed)
+        self._log(record)
+        return record
+
+    def _batches(self,
+                 rng: np.random.Generator) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+        """Return :func:`_epoch_batches` of the training data, drawn from ``rng``."""
+        return _epoch_batches(self.train_data, self.config, self.augmentation, rng,
+                              self.classes.ignore_index, self.paste_ids)
+
+    def _train_epoch(self, epoch: int) -> dict:
+        """Run epoch ``epoch``'s optimisation steps; return its loss, learning rate and time."""
+        config = self.config
+        self.network.train()
+        started = time.perf_counter()
+        losses = []
+        bar = tqdm(prefetched(self._batches(self.rng), self.steps_per_epoch),
+                   total=self.steps_per_epoch, desc=f'epoch {epoch + 1}/{config.epochs}',
+                   leave=False, disable=None)
+        for images, labels in bar:
+            labels[labels >= self.classes.num_classes] = LOSS_IGNORE
+            losses.append(training_step(self.network, self.deploy, images, labels,
+                                        self.optimizer, self.loss_weights, config.bf16,
+                                        config.hard_fraction, config.jaccard_weight,
+                                        self.aux_head, config.aux_weight, self.teacher,
+                                        config.distill_weight, config.distill_temperature))
+            self.scheduler.step()
+            bar.set_postfix(loss=f'{np.mean(losses[-20:]):.3f}')
+        return {'epoch': epoch + 1, 'loss': round(float(np.mean(losses)), 4),
+                'lr': self.scheduler.get_last_lr()[0],
+                'epoch_s': round(time.perf_counter() - started, 1)}
+
+    def _accumulate_average(self, epoch: int) -> None:
+        """Fold the network's weights into the average from epoch ``config.average_from`` on."""
+        if self.averaged is not None and epoch + 1 >= self.config.average_from:
+            accumulate(self.averaged, self.network, self.averaged_count)
+            self.averaged_count += 1
+
+    def _refresh_average(self, epoch: int) -> None:
+        """Recompute the average's batch-norm statistics on augmented training batches.
+
+        The batches are drawn from a generator of their own, seeded by the run and
+        ``epoch``, so the training batches stay those of a run without averaging.
+        """
+        refresh_rng = np.random.default_rng([self.config.seed, epoch + 1])
+        refresh_batch_norm(self.averaged, _training_inputs(
+            self._batches(refresh_rng), self.steps_per_epoch, self.deploy))
+
+    def _evaluate(self, model: DeployModel) -> Scores:
+        """Return the scores of ``model`` (switched to eval mode) on the val frames."""
+        model.eval()
+        matrix, _ = evaluate_frames(TorchBackend(None, model=model).infer,
+                                    zip(self.val_data.images, self.val_data.labels, strict=True),
+                                    self.classes.num_classes)
+        return matrix.scores()
+
+    def _log(self, record: dict) -> None:
+        """Append ``record`` to ``log.jsonl`` and print it (without the per-class IoU)."""
+        with open(self.output / 'log.jsonl', 'a') as log:
+            log.write(json.dumps(record) + '\n')
+        print(' '.join(f'{k}={v}' for k, v in record.items() if k != 'val_iou'), flush=True)
+
+    def _write_checkpoints(self, epoch: int, record: dict, refreshed: bool) -> None:
+        """Write ``last.pt`` and, as the run calls for, ``averaged.pt`` or ``best.pt``.
+
+        Args:
+            epoch: the epoch just finished (0-based).
+            record: its log record.
+            refreshed: whether the average's batch-norm statistics were just recomputed.
+
+        """
+        aux_head = self.aux_head.state_dict() if self.aux_head is not None else None
+        checkpoint = {'model': self.network.state_dict(), 'config': self.model_config,
+                      'train_config': asdict(self.config), 'epoch': epoch + 1,
+                      'optimizer': self.optimizer.state_dict(),
+                      'scheduler': self.scheduler.state_dict(),
+                      'numpy_rng': self.rng.bit_generator.state,
+                      'torch_rng': torch.get_rng_state(), 'best_miou': self.best_miou,
+                      'record': record, 'aux_head': aux_head}
+        if self.averaged is not None:
+            checkpoint['averaged'] = self.averaged.state_dict()
+            checkpoint['averaged_count'] = self.averaged_count
+            if refreshed:
+                _save(self.output / 'averaged.pt', {
+                    'model': self.averaged.state_dict(), 'config': self.model_config,
+                    'train_config': asdict(self.config), 'epoch': epoch + 1,
+                    'averaged_count': self.averaged_count, 'record': record})
+        elif record.get('val_miou', -1.0) > self.best_miou:
+            self.best_miou = checkpoint['best_miou'] = record['val_miou']
+            _save(self.output / 'best.pt', checkpoint)
+        _save(self.output / 'last.pt', checkpoint)
+
+
 def train(config: TrainConfig, resume: bool = False) -> dict:
     """Run training; return the last evaluation record.
 
@@ -252,135 +479,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     other) at every evaluation and at the end. ``best.pt`` is then not written: the average
     is the run's result, not one epoch picked on val.
     """
-    output = Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    classes = load_classes(config.classes)
-    paste_ids = classes.ids(config.paste_classes)
-    _check_settings(config, paste_ids)
-    train_data = load_split(Path(config.data), 'train', config.train_limit, config.image_scale)
-    val_data = load_split(Path(config.data), 'val', config.val_limit, config.image_scale)
-    initial = _initial_checkpoint(config, classes.num_classes)
-    # A run that continues a trained network keeps the normalisation it was trained with.
-    mean, std = ((initial['config']['mean'], initial['config']['std']) if initial
-                 else channel_statistics(train_data.images))
-    device = torch.device('cuda' if config.device == 'auto' and torch.cuda.is_available()
-                          else 'cpu' if config.device == 'auto' else config.device)
-    loss_weights = torch.from_numpy(
-        class_weights(train_data.labels, classes, config.class_weighting)).to(device)
-    network = build_model(config.arch, classes.num_classes).to(
-        device, memory_format=torch.channels_last)
-    deploy = DeployModel(network, mean, std).to(device)
-    teacher = _load_teacher(config, classes.num_classes, device)
-    aux_head = (nn.Conv2d(network.encoder.widths[-1], classes.num_classes, 1).to(device)
-                if config.aux_weight else None)
-    if initial is not None:
-        network.load_state_dict(initial['model'])
-        if aux_head is not None and initial.get('aux_head') is not None:
-            aux_head.load_state_dict(initial['aux_head'])
-    averaged = copy.deepcopy(network) if config.average_from else None
-    averaged_deploy = DeployModel(averaged, mean, std).to(device) if averaged else None
-    averaged_count = 0
-    parameters = list(network.parameters())
-    parameters += list(aux_head.parameters()) if aux_head is not None else []
-    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = max(1, len(train_data.images) // config.batch_size)
-    scheduler = _scheduler(config, optimizer, config.epochs * steps_per_epoch)
-    augmentation = AugmentConfig(crop=(config.crop, config.crop),
-                                 scale=(config.scale_min, config.scale_max))
-    model_config = {'arch': config.arch, 'num_classes': classes.num_classes,
-                    'class_names': list(classes.names), 'mean': mean, 'std': std}
-    start_epoch, best_miou, record = 0, -1.0, {}
-    if resume and (output / 'last.pt').exists():
-        state = torch.load(output / 'last.pt', map_location='cpu', weights_only=False)
-        stored = {**SETTINGS_OFF_BEFORE_ADDED, **state['train_config']}
-        changed = sorted(key for key, value in asdict(config).items()
-                         if key not in RESUMABLE_CHANGES and stored.get(key) != value)
-        if changed:
-            raise ConfigError(f'cannot resume {output / "last.pt"}: {", ".join(changed)} '
-                              'differ from that run; resume with its settings or train into '
-                              'a new --output')
-        network.load_state_dict(state['model'])
-        if aux_head is not None:
-            aux_head.load_state_dict(state['aux_head'])
-        optimizer.load_state_dict(state['optimizer'])
-        scheduler.load_state_dict(state['scheduler'])
-        if averaged is not None:
-            averaged.load_state_dict(state['averaged'])
-            averaged_count = state['averaged_count']
-        rng.bit_generator.state = state['numpy_rng']
-        torch.set_rng_state(state['torch_rng'])
-        start_epoch, best_miou = state['epoch'], state['best_miou']
-        print(f'resumed {output / "last.pt"} at epoch {start_epoch}', flush=True)
-    for epoch in range(start_epoch, config.epochs):
-        network.train()
-        started = time.perf_counter()
-        losses = []
-        batches = prefetched(_epoch_batches(train_data, config, augmentation, rng,
-                                            classes.ignore_index, paste_ids), steps_per_epoch)
-        bar = tqdm(batches, total=steps_per_epoch, desc=f'epoch {epoch + 1}/{config.epochs}',
-                   leave=False, disable=None)
-        for images, labels in bar:
-            labels[labels >= classes.num_classes] = LOSS_IGNORE
-            losses.append(training_step(network, deploy, images, labels, optimizer,
-                                        loss_weights, config.bf16, config.hard_fraction,
-                                        config.jaccard_weight, aux_head, config.aux_weight,
-                                        teacher, config.distill_weight,
-                                        config.distill_temperature))
-            scheduler.step()
-            bar.set_postfix(loss=f'{np.mean(losses[-20:]):.3f}')
-        record = {'epoch': epoch + 1, 'loss': round(float(np.mean(losses)), 4),
-                  'lr': scheduler.get_last_lr()[0],
-                  'epoch_s': round(time.perf_counter() - started, 1)}
-        last_epoch = epoch + 1 == config.epochs
-        evaluate_now = bool(config.eval_every) and ((epoch + 1) % config.eval_every == 0
-                                                    or last_epoch)
-        if averaged is not None and epoch + 1 >= config.average_from:
-            accumulate(averaged, network, averaged_count)
-            averaged_count += 1
-        refreshed = bool(averaged_count) and (evaluate_now or last_epoch)
-        evaluated = averaged_deploy if refreshed else deploy
-        if refreshed:
-            # Batch-norm statistics from augmented training batches of their own generator,
-            # so the training batches stay those of a run without averaging.
-            refresh_rng = np.random.default_rng([config.seed, epoch + 1])
-            refresh_batch_norm(averaged, _training_inputs(
-                _epoch_batches(train_data, config, augmentation, refresh_rng,
-                               classes.ignore_index, paste_ids), steps_per_epoch, deploy))
-            record['averaged_epochs'] = averaged_count
-        if evaluate_now:
-            evaluated.eval()
-            matrix, _ = evaluate_frames(TorchBackend(None, model=evaluated).infer,
-                                        zip(val_data.images, val_data.labels, strict=True),
-                                        classes.num_classes)
-            scores = matrix.scores()
-            record['val_miou'] = round(scores.miou, 4)
-            record['val_iou'] = {name: round(float(v), 4)
-                                 for name, v in zip(classes.names, scores.iou, strict=True)}
-            if last_epoch:
-                print(format_table(scores, classes.names), flush=True)
-        checkpoint = {'model': network.state_dict(), 'config': model_config,
-                      'train_config': asdict(config), 'epoch': epoch + 1,
-                      'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
-                      'numpy_rng': rng.bit_generator.state, 'torch_rng': torch.get_rng_state(),
-                      'best_miou': best_miou, 'record': record,
-                      'aux_head': aux_head.state_dict() if aux_head is not None else None}
-        if averaged is not None:
-            checkpoint['averaged'] = averaged.state_dict()
-            checkpoint['averaged_count'] = averaged_count
-            if refreshed:
-                _save(output / 'averaged.pt', {
-                    'model': averaged.state_dict(), 'config': model_config,
-                    'train_config': asdict(config), 'epoch': epoch + 1,
-                    'averaged_count': averaged_count, 'record': record})
-        elif record.get('val_miou', -1.0) > best_miou:
-            best_miou = checkpoint['best_miou'] = record['val_miou']
-            _save(output / 'best.pt', checkpoint)
-        _save(output / 'last.pt', checkpoint)
-        with open(output / 'log.jsonl', 'a') as log:
-            log.write(json.dumps(record) + '\n')
-        print(' '.join(f'{k}={v}' for k, v in record.items() if k != 'val_iou'), flush=True)
-    return record
+    trainer = Trainer(config)
+    last = trainer.output / 'last.pt'
+    if resume and last.exists():
+        trainer.resume(last)
+    return trainer.run()
