@@ -324,14 +324,20 @@ class Trainer:
     def resume(self, path: Path) -> None:
         """Continue the run checkpointed in ``path`` (a ``last.pt``) where it stopped.
 
+        A run with the constant schedule may be given more ``epochs`` than it was started
+        with: it then continues as one run of that length would have.
+
         Raises:
             ConfigError: a setting that defines the run differs from the checkpoint's.
 
         """
         state = torch.load(path, map_location='cpu', weights_only=False)
         stored = {**SETTINGS_OFF_BEFORE_ADDED, **state['train_config']}
+        # A constant learning rate does not depend on the run's length: such a run extends.
+        resumable = RESUMABLE_CHANGES | (
+            {'epochs'} if stored['schedule'] == self.config.schedule == 'constant' else set())
         changed = sorted(key for key, value in asdict(self.config).items()
-                         if key not in RESUMABLE_CHANGES and stored.get(key) != value)
+                         if key not in resumable and stored.get(key) != value)
         if changed:
             raise ConfigError(f'cannot resume {path}: {", ".join(changed)} '
                               'differ from that run; resume with its settings or train into '

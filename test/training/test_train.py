@@ -297,6 +297,22 @@ def test_an_interrupted_averaging_run_resumes_to_the_same_average(data, tmp_path
         torch.testing.assert_close(value, whole[name])
 
 
+def test_a_constant_rate_run_extends_to_more_epochs_as_one_longer_run(data, tmp_path):
+    longer = TrainConfig(data=str(data), output=str(tmp_path / 'three'), epochs=3,
+                         average_from=1, **CONSTANT_RUN)
+    train(longer)
+    shorter = TrainConfig(**{**asdict(longer), 'output': str(tmp_path / 'extended'),
+                             'epochs': 2})
+    train(shorter)
+    train(TrainConfig(**{**asdict(shorter), 'epochs': 3}), resume=True)
+    assert losses(tmp_path / 'extended') == pytest.approx(losses(tmp_path / 'three'), rel=1e-5)
+    whole = _parameters(tmp_path / 'three' / 'averaged.pt')
+    for name, value in _parameters(tmp_path / 'extended' / 'averaged.pt').items():
+        torch.testing.assert_close(value, whole[name])
+    stored = torch.load(tmp_path / 'extended' / 'averaged.pt', weights_only=False)
+    assert (stored['averaged_count'], stored['epoch']) == (3, 3)
+
+
 def test_a_run_started_from_a_checkpoint_starts_from_its_weights(run, data, tmp_path):
     train(TrainConfig(data=str(data), output=str(tmp_path), epochs=1,
                       init_from=str(run / 'last.pt'), **{**CONSTANT_RUN, 'lr': 0.0}))
