@@ -34,7 +34,7 @@ def _write_json(path: str | None, payload: dict) -> None:
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Return ``train``'s settings: TrainConfig defaults < ``--recipe`` file < given flags."""
+    """Return ``train``'s settings: TrainConfig defaults < ``--recipe`` files < given flags."""
     given = {name: value for name, value in vars(args).items() if name not in _NOT_SETTINGS}
     if 'scale' in given:
         given['scale_min'], given['scale_max'] = given.pop('scale')
@@ -286,11 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         'train', help='train a network on CamVid-format data',
-        description='Settings come from TrainConfig defaults, then --recipe, then flags.')
+        description='Settings come from TrainConfig defaults, then each --recipe in turn, '
+                    'then flags.')
     train.add_argument('--data', type=Path, default=DEFAULT_DATA)
     train.add_argument('--output', type=Path, required=True, help='run folder')
-    train.add_argument('--recipe', type=Path,
-                       help='YAML file of training settings, e.g. config/train_camvid.yaml')
+    train.add_argument('--recipe', type=Path, action='append', default=[],
+                       help='YAML file of training settings, e.g. config/train_camvid.yaml; '
+                       'repeat it to layer recipes (a later file overrides an earlier one)')
     setting = partial(_add_train_setting, train)
     setting('--arch', choices=ARCHITECTURE_NAMES)
     setting('--classes', type=Path)

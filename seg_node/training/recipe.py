@@ -5,6 +5,7 @@ augmentation, seed); command-line flags override it, and ``TrainConfig``'s own d
 fill in the rest. So the command that made a model is one file, not a line of flags.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 import types
@@ -115,14 +116,15 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     return {name: _coerce(name, value, _FIELD_TYPES[name]) for name, value in recipe.items()}
 
 
-def make_train_config(data: str | Path, output: str | Path, recipe: str | Path | None = None,
-                      **overrides: Any) -> TrainConfig:
-    """Build a run's settings: ``TrainConfig`` defaults < recipe file < ``overrides``.
+def make_train_config(data: str | Path, output: str | Path,
+                      recipes: Sequence[str | Path] = (), **overrides: Any) -> TrainConfig:
+    """Build a run's settings: ``TrainConfig`` defaults < recipe files < ``overrides``.
 
     Args:
         data: CamVid-format data folder.
         output: run folder.
-        recipe: optional recipe file (see ``load_recipe``).
+        recipes: recipe files (see ``load_recipe``), each overriding the ones before it, e.g.
+            a network's recipe and then a recipe that continues it.
         **overrides: ``TrainConfig`` fields given explicitly (e.g. on the command line).
 
     Returns:
@@ -132,7 +134,9 @@ def make_train_config(data: str | Path, output: str | Path, recipe: str | Path |
         ConfigError: a bad recipe, or an override that is not a ``TrainConfig`` field.
 
     """
-    settings = load_recipe(recipe) if recipe is not None else {}
+    settings = {}
+    for recipe in recipes:
+        settings.update(load_recipe(recipe))
     for name, value in overrides.items():
         if name not in _FIELD_TYPES or name in NOT_IN_RECIPES:
             raise ConfigError(f'unknown training setting {name!r}')

@@ -14,6 +14,7 @@ from seg_node.models import DEFAULT_MODEL_PATH
 from seg_node.training.recipe import load_recipe, make_train_config, TrainConfig
 
 SHIPPED_RECIPE = Path(__file__).resolve().parents[2] / 'config' / 'train_camvid.yaml'
+AVERAGING_RECIPE = SHIPPED_RECIPE.with_name('average_camvid.yaml')
 
 
 def test_shipped_recipe_is_the_shipped_models_recipe():
@@ -27,16 +28,38 @@ def test_shipped_recipe_is_the_shipped_models_recipe():
     assert (recipe['seed'], recipe['epochs'], recipe['paste_probability']) == (2, 200, 0.5)
 
 
+def test_averaging_recipe_continues_the_shipped_recipes_run():
+    first = load_recipe(SHIPPED_RECIPE)
+    config = make_train_config('data', 'out', [SHIPPED_RECIPE, AVERAGING_RECIPE])
+    assert config.arch == first['arch'] and config.seed == first['seed']
+    assert config.paste_classes == first['paste_classes']
+    assert (config.schedule, config.lr, config.epochs, config.average_from) == (
+        'constant', 0.0005, 40, 1)
+    assert config.init_from == 'runs/fast_wide200/last.pt'
+
+
 def test_defaults_then_recipe_then_overrides(tmp_path: Path):
     recipe = tmp_path / 'recipe.yaml'
     recipe.write_text('arch: fast_wide\nepochs: 50\njaccard_weight: 2\nbf16: true\n')
-    config = make_train_config('data', 'out', recipe, epochs=7)
+    config = make_train_config('data', 'out', [recipe], epochs=7)
     assert (config.arch, config.epochs, config.jaccard_weight, config.bf16) == (
         'fast_wide', 7, 2.0, True)
     assert isinstance(config.jaccard_weight, float)
     assert config.crop == TrainConfig('d', 'o').crop
     assert (config.data, config.output) == ('data', 'out')
     assert make_train_config('data', 'out') == TrainConfig('data', 'out')
+
+
+def test_a_later_recipe_overrides_an_earlier_one_and_flags_override_both(tmp_path: Path):
+    first, second = tmp_path / 'first.yaml', tmp_path / 'second.yaml'
+    first.write_text('arch: fast_wide\nepochs: 200\nlr: 0.003\njaccard_weight: 2\n')
+    second.write_text('epochs: 40\nlr: 0.0005\nschedule: constant\n')
+    args = build_parser().parse_args(
+        ['train', '--output', str(tmp_path / 'run'), '--recipe', str(first), '--recipe',
+         str(second), '--lr', '0.001'])
+    config = train_config_from_args(args)
+    assert (config.arch, config.jaccard_weight, config.epochs, config.schedule, config.lr) == (
+        'fast_wide', 2.0, 40, 'constant', 0.001)
 
 
 def test_command_line_flags_override_the_recipe(tmp_path: Path):
