@@ -39,7 +39,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     print(f'wrote {report.path} ({report.path.stat().st_size / 1e6:.2f} MB): '
           f'{report.quantized_convs}/{report.convs} Conv quantised, calibrated on '
           f'{report.frames} frames from {args.calibration_images}')
-    if report.unsupported and args.target == 'tensorrt':
+    if report.unsupported:
         raise ModelLoadError(f'{report.path} uses operators TensorRT cannot parse: '
                              f'{report.unsupported}')
     if args.compare_on is not None:

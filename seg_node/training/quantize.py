@@ -115,7 +115,8 @@ class QuantizeReport:
         frames: calibration frames used.
         quantized_convs: Conv nodes whose inputs are quantised.
         convs: all Conv nodes.
-        unsupported: operators TensorRT's parser would reject (empty when fine).
+        unsupported: operators TensorRT's parser would reject (empty when fine; checked for
+            the ``'tensorrt'`` target only, since TensorRT never reads the ``'cpu'`` file).
     """
 
     path: Path
@@ -178,21 +179,20 @@ def quantize_model(model_path: Path, output_path: Path, image_paths: list[Path],
                                            'QuantizeBias': False,
                                            'OpTypesToExcludeOutputQuantization':
                                                QUANTIZED_OPERATORS}}
+            description = 'int8 QDQ on Conv inputs, symmetric, per-channel weights'
         else:
             placement = {'op_types_to_quantize': ['Conv', 'Relu'],
                          'activation_type': QuantType.QUInt8,
                          'nodes_to_exclude': head_convs(onnx.load(str(prepared)).graph)}
+            description = ('int8 QDQ for ONNX Runtime CPU: uint8 activations, per-channel int8 '
+                           'weights, Conv and Relu, head in float')
         quantize_static(
             str(prepared), str(output_path), FrameReader(image_paths, info.inference_size),
             quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax, **placement)
     quantized = onnx.load(str(output_path))
     metadata = {prop.key: prop.value for prop in source.metadata_props}
-    metadata[META_QUANTIZATION] = (
-        ('int8 QDQ on Conv inputs, symmetric, per-channel weights' if target == 'tensorrt'
-         else 'int8 QDQ for ONNX Runtime CPU: uint8 activations, per-channel int8 weights, '
-              'Conv and Relu, head in float')
-        + f', {len(image_paths)} calibration frames')
+    metadata[META_QUANTIZATION] = f'{description}, {len(image_paths)} calibration frames'
     del quantized.metadata_props[:]
     onnx.helper.set_model_props(quantized, metadata)
     onnx.save(quantized, str(output_path))
@@ -201,7 +201,7 @@ def quantize_model(model_path: Path, output_path: Path, image_paths: list[Path],
         raise ModelLoadError(f'{output_path} lost the model contract: {quantized_info} '
                              f'differs from {info}')
     done, convs = quantized_conv_count(quantized.graph)
-    _, unsupported = operator_report(output_path)
+    unsupported = operator_report(output_path)[1] if target == 'tensorrt' else []
     return QuantizeReport(output_path, len(image_paths), done, convs, unsupported)
 
 
