@@ -135,14 +135,20 @@ def quantized_conv_count(graph: onnx.GraphProto) -> tuple[int, int]:
     return quantized, len(convs)
 
 
-def head_convs(graph: onnx.GraphProto) -> list[str]:
-    """Return the names of the Conv nodes whose output feeds the in-graph softmax."""
-    readers: dict[str, set[str]] = {}
+def consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """Map each tensor name to the nodes that read it."""
+    readers: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:
         for name in node.input:
-            readers.setdefault(name, set()).add(node.op_type)
-    return [node.name for node in graph.node
-            if node.op_type == 'Conv' and 'ReduceMax' in readers.get(node.output[0], ())]
+            readers.setdefault(name, []).append(node)
+    return readers
+
+
+def head_convs(graph: onnx.GraphProto) -> list[str]:
+    """Return the names of the Conv nodes whose output feeds the in-graph softmax."""
+    readers = consumers(graph)
+    return [node.name for node in graph.node if node.op_type == 'Conv'
+            and 'ReduceMax' in {reader.op_type for reader in readers.get(node.output[0], ())}]
 
 
 def quantize_model(model_path: Path, output_path: Path, image_paths: list[Path],

@@ -15,8 +15,8 @@ from seg_node.errors import ConfigError, ModelLoadError
 from seg_node.inference.onnxruntime import OnnxRuntimeBackend
 from seg_node.training.export import operator_report, TENSORRT_OPERATORS
 from seg_node.training import quantize as quantize_module
-from seg_node.training.quantize import (calibration_images, compare_int8, META_QUANTIZATION,
-                                        quantize_model)
+from seg_node.training.quantize import (calibration_images, compare_int8, consumers,
+                                        META_QUANTIZATION, quantize_model)
 
 # Measured on the seeded random `tiny_model`: 96.8% of pixels keep their FP32 label (a random
 # network's class scores are nearly tied, so this is a lower bound for trained models).
@@ -29,15 +29,6 @@ def int8_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     images = calibration_images(CAMVID_FIXTURES, 'val', 2)
     output = tmp_path_factory.mktemp('int8') / 'tiny_int8.onnx'
     return output, quantize_model(tiny_model, output, images)
-
-
-def consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
-    """Map each tensor name to the nodes that read it."""
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
-    return readers
 
 
 def test_every_conv_reads_symmetric_int8_qdq_and_nothing_else_is_quantised(int8_model):
