@@ -93,6 +93,11 @@ def prefetched(produce: Callable[[int], Result], count: int,
             yield result
 
 
+def _network_input(deploy: DeployModel, images: torch.Tensor) -> torch.Tensor:
+    """Return (N, H, W, 3) uint8 RGB as ``deploy``'s channels-last (N, 3, H, W) float input."""
+    return deploy.normalise(images).contiguous(memory_format=torch.channels_last)
+
+
 def training_step(network: nn.Module, deploy: DeployModel, images: torch.Tensor,
                   labels: torch.Tensor, optimizer: torch.optim.Optimizer,
                   loss_weights: torch.Tensor, bf16: bool = False,
@@ -122,15 +127,13 @@ def training_step(network: nn.Module, deploy: DeployModel, images: torch.Tensor,
     """
     device = deploy.scale.device
     images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-    inputs = deploy.normalise(images).contiguous(memory_format=torch.channels_last)
+    inputs = _network_input(deploy, images)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         logits, context = network.forward_with_context(inputs)
         aux_logits = aux_head(context) if aux_head is not None else None
         if teacher is not None:
             with torch.no_grad():
-                teacher_inputs = teacher.normalise(images).contiguous(
-                    memory_format=torch.channels_last)
-                teacher_logits = teacher.network(teacher_inputs)
+                teacher_logits = teacher.network(_network_input(teacher, images))
     loss = cross_entropy(logits, labels, loss_weights, hard_fraction)
     if jaccard_weight:
         loss = loss + jaccard_weight * soft_jaccard(logits, labels)
@@ -184,8 +187,7 @@ def _training_inputs(produce: Callable[[int], tuple[torch.Tensor, torch.Tensor]]
     """Yield ``steps`` batches of ``produce`` as (N, 3, H, W) normalised network inputs."""
     for step in range(steps):
         images, _ = produce(step)
-        yield deploy.normalise(images.to(deploy.scale.device)).contiguous(
-            memory_format=torch.channels_last)
+        yield _network_input(deploy, images.to(deploy.scale.device))
 
 
 def _check_settings(config: TrainConfig, paste_ids: np.ndarray) -> None:
