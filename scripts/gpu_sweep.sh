@@ -1,38 +1,46 @@
 #!/bin/bash
 # Train several runs of the shipped recipe (config/train_camvid.yaml) side by side on one GPU
-# (device machine), each stopped after LIMIT_S seconds (resumable: rerun on the same machine
-# to continue), then copy them into $OUT: fast_xl without optimiser state (weights only,
-# < 16 MiB), others whole.
-# Data: scripts/gpu_data.py first; carry .gpudata. Runs: RUNS="arch:seed ..." (default below).
+# (device machine), each followed, with AVERAGE=1, by the weight-averaging stage
+# (config/average_camvid.yaml) into RUN_avg. Every stage stops at a shared deadline
+# (DEADLINE_S after the start; resumable: rerun on the same machine to continue), then
+# scripts/gpu_pack.py packs the runs into $OUT.
+# Data: scripts/gpu_data.py first; carry .gpudata. Runs: RUNS="arch:seed ..." (default below);
+# MAX_RUNS caps how many start (default: by the CPU count, augmentation runs on the CPU).
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 R=${RUNS_DIR:-/tmp/runs}; mkdir -p "$R"
 nvidia-smi -L
+cores=$(nproc)
+max_runs=${MAX_RUNS:-$(( cores >= 8 ? 4 : 3 ))}
+echo "cores $cores, at most $max_runs runs"
 start=$(date +%s)
+deadline=$(( start + ${DEADLINE_S:-420} ))
+
+stage() {  # stage NAME [train flags...]: one stage, stopped at the deadline
+  local name=$1; shift
+  local left=$(( deadline - $(date +%s) ))
+  (( left > 0 )) || return 1
+  timeout "$left" python3 -m seg_node.cli train --data .gpudata/camvid \
+    --classes seg_node/models/classes.yaml --output "$R/$name" --threads 2 \
+    --val-limit 2 --device "${DEVICE:-cuda}" ${TRAIN_LIMIT:+--train-limit $TRAIN_LIMIT} \
+    --resume "$@" >> "$R/$name.log" 2>&1
+}
+
+run() {  # run ARCH SEED: the first stage, then (AVERAGE=1) the averaging stage
+  local arch=$1 seed=$2 name=${1}_s$2
+  stage "$name" --recipe config/train_camvid.yaml --arch "$arch" --seed "$seed" \
+    --epochs "${EPOCHS:-200}" --eval-every 0 || return
+  [[ ${AVERAGE:-0} == 1 ]] || return 0
+  stage "${name}_avg" --recipe config/train_camvid.yaml --recipe config/average_camvid.yaml \
+    --arch "$arch" --seed "$seed" --init-from "$R/$name/last.pt" \
+    ${AVERAGE_EPOCHS:+--epochs $AVERAGE_EPOCHS}
+}
+
+count=0
 for spec in ${RUNS:-fast_xl:2 fast_xl:3 fast_wide:3 fast_wide:4}; do
-  arch=${spec%:*}; seed=${spec#*:}
-  timeout "${LIMIT_S:-420}" python3 -m seg_node.cli train --data .gpudata/camvid \
-    --classes seg_node/models/classes.yaml --arch "$arch" --seed "$seed" \
-    --output "$R/${arch}_s$seed" --recipe config/train_camvid.yaml --epochs "${EPOCHS:-200}" \
-    --threads 2 --eval-every 0 --val-limit 2 --device "${DEVICE:-cuda}" \
-    ${TRAIN_LIMIT:+--train-limit $TRAIN_LIMIT} --resume > "$R/${arch}_s$seed.log" 2>&1 &
+  (( count++ < max_runs )) || break
+  run "${spec%:*}" "${spec#*:}" &
 done
 wait
 echo "trained for $(( $(date +%s) - start )) s"
-tail -n 1 "$R"/*.log
-python3 - "$R" <<'PY'
-import os, shutil, sys, tarfile
-from pathlib import Path
-import torch
-out, runs = Path(os.environ['OUT']), Path(sys.argv[1])
-with tarfile.open(out / 'logs.tgz', 'w:gz') as tar:
-    for run in sorted(p for p in runs.iterdir() if p.is_dir() and (p / 'last.pt').exists()):
-        tar.add(run / 'log.jsonl', f'{run.name}/log.jsonl')
-        state = torch.load(run / 'last.pt', map_location='cpu', weights_only=False)
-        print(run.name, 'epoch', state['epoch'])
-        if state['train_config']['arch'] == 'fast_xl':
-            for key in ('optimizer', 'scheduler', 'numpy_rng', 'torch_rng'):
-                state.pop(key)
-            torch.save(state, out / f'{run.name}.pt')
-        else:
-            shutil.copy(run / 'last.pt', out / f'{run.name}.pt')
-PY
+tail -q -n 1 "$R"/*.log
+python3 scripts/gpu_pack.py "$R" "$OUT"

@@ -6,4 +6,4 @@ DEFAULT_MODEL_PATH = MODELS_DIR / 'camvid_fast_wide.onnx'
 # The names `seg_tool train --arch` accepts; architectures.ARCHITECTURES builds them (kept here
 # so the CLI lists them without importing torch).
 ARCHITECTURE_NAMES = ('naive', 'decoder', 'segnet', 'fast', 'fast_wide', 'fast_deep',
-                      'fast_xl')
+                      'fast_xl', 'fast_fine')
