@@ -2,7 +2,7 @@
 
 Tells a resolution limit (thin objects missed, wide ones found) from a recognition one
 (missed at every width). Usage:
-    .venv/bin/python scripts/recall_by_width.py seg_node/models/camvid_fast_wide.onnx \
+    .venv/bin/python scripts/recall_by_width.py seg_node/models/camvid_fast_fine.onnx \
         --split val --class pole --max-width 8
 """
 

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Fit class offsets to one checkpoint of a run, export it and score it on val and train:
-#   scripts/score_checkpoint.sh runs/swa_s2 averaged    # reads runs/swa_s2/averaged.pt
+#   scripts/score_checkpoint.sh runs/fast_fine_s3_avg averaged   # reads .../averaged.pt
 # Writes RUN/NAME/: calibrated.pt, calibration.json, model.onnx, val.json, train.json and
 # recall_val.md (val pole recall by pole width). THREADS (default 2) sets the CPU threads.
 set -euo pipefail

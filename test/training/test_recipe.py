@@ -22,10 +22,10 @@ def test_shipped_recipe_is_the_shipped_models_recipe():
     metadata = {entry.key: entry.value
                 for entry in onnx.load(DEFAULT_MODEL_PATH, load_external_data=False)
                 .metadata_props}
-    assert recipe['arch'] == metadata[META_ARCH] == 'fast_wide'
+    assert recipe['arch'] == metadata[META_ARCH] == 'fast_fine'
     assert set(recipe['paste_classes']) <= set(load_classes().names)
     assert recipe['paste_classes'] == ('pole', 'sign_symbol', 'pedestrian', 'bicyclist')
-    assert (recipe['seed'], recipe['epochs'], recipe['paste_probability']) == (2, 200, 0.5)
+    assert (recipe['seed'], recipe['epochs'], recipe['paste_probability']) == (3, 200, 0.5)
 
 
 def test_averaging_recipe_continues_the_shipped_recipes_run():
@@ -35,7 +35,7 @@ def test_averaging_recipe_continues_the_shipped_recipes_run():
     assert config.paste_classes == first['paste_classes']
     assert (config.schedule, config.lr, config.epochs, config.average_from) == (
         'constant', 0.0005, 40, 1)
-    assert config.init_from == 'runs/fast_wide200/last.pt'
+    assert config.init_from == 'runs/fast_fine_s3/last.pt'
 
 
 def test_defaults_then_recipe_then_overrides(tmp_path: Path):
