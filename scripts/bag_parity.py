@@ -2,7 +2,9 @@
 
 For each camera variant: make-bag, eval-bag, then the frames exactly as the bag delivers
 them (decoded by rosbags-image, an independent decoder) saved losslessly and scored by
-`seg_tool evaluate`. Usage:
+`seg_tool evaluate`. rosbags-image demosaics Bayer frames bilinearly, so the parity rows
+run eval-bag with ``--debayer bilinear``; a last row scores the Bayer bag with the node's
+default (VNG) against the original frames only. Usage:
     .venv/bin/python scripts/bag_parity.py ../shared/datasets/camvid val [MODEL]
 """
 
@@ -56,7 +58,8 @@ def main(data: str, split: str, model: str = str(DEFAULT_MODEL_PATH)) -> None:
             seg_tool(['make-bag', data, str(bag), '--split', split, *options])
             topic = CAMERA_TOPIC + ('/compressed' if name == 'jpeg' else '')
             seg_tool(['eval-bag', str(bag), '--image-topic', topic, '--label-topic',
-                      GROUND_TRUTH_TOPIC, '--model', model, '--json', str(root / 'bag.json')])
+                      GROUND_TRUTH_TOPIC, '--model', model, '--debayer', 'bilinear',
+                      '--json', str(root / 'bag.json')])
             from_bag = json.loads((root / 'bag.json').read_text())
             seg_tool(['evaluate', '--model', model, '--data',
                       str(delivered_split(bag, root / f'{name}_frames')),
@@ -65,6 +68,12 @@ def main(data: str, split: str, model: str = str(DEFAULT_MODEL_PATH)) -> None:
             miou = from_bag['miou']
             rows.append(f'| {name} | {from_bag["frames"]} | {miou:.4f} | {same:.4f} '
                         f'| {abs(miou - same):.6f} | {miou - original:+.4f} |')
+        seg_tool(['eval-bag', str(root / 'bayer_rggb8'), '--image-topic', CAMERA_TOPIC,
+                  '--label-topic', GROUND_TRUTH_TOPIC, '--model', model,
+                  '--json', str(root / 'vng.json')])
+        vng = json.loads((root / 'vng.json').read_text())
+        rows.append(f'| bayer_rggb8, node default (vng) | {vng["frames"]} | {vng["miou"]:.4f} '
+                    f'| | | {vng["miou"] - original:+.4f} |')
     print(f'evaluate on the original PNGs: mIoU {original:.4f}\n')
     print('| camera variant | frames | eval-bag mIoU | evaluate, same frames | difference '
           '| vs original PNGs |')

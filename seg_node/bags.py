@@ -396,8 +396,9 @@ class _FrameScorer:
     """Segments each camera message, scores it and writes the outputs of eval-bag."""
 
     def __init__(self, segmenter: Segmenter, classes: ClassList, evaluation: BagEvaluation,
-                 writer: BagWriter | None) -> None:
+                 writer: BagWriter | None, debayer: str) -> None:
         self.segmenter = segmenter
+        self.debayer = debayer
         self.lut = classes.color_lut()
         self.evaluation = evaluation
         self.writer = writer
@@ -409,7 +410,7 @@ class _FrameScorer:
             ImageError: the frame cannot be decoded.
 
         """
-        rgb = image_codec.decode(msg)
+        rgb = image_codec.decode(msg, self.debayer)
         started = time.perf_counter()
         result = self.segmenter.segment(rgb, confidence=self.writer is not None)
         self.evaluation.latencies_s.append(time.perf_counter() - started)
@@ -428,7 +429,8 @@ class _FrameScorer:
 
 def evaluate_bag(bag: Path, segmenter: Segmenter, classes: ClassList, image_topic: str,
                  label_topic: str | None = None, output_bag: Path | None = None,
-                 output_storage: str = 'sqlite3') -> BagEvaluation:
+                 output_storage: str = 'sqlite3',
+                 debayer: str = image_codec.DEBAYER_METHODS[0]) -> BagEvaluation:
     """Run the node's inference path on every camera frame of a bag, in bag order.
 
     Args:
@@ -441,11 +443,18 @@ def evaluate_bag(bag: Path, segmenter: Segmenter, classes: ClassList, image_topi
         output_bag: new rosbag2 for the camera topic plus labels (mono8), confidence
             (32FC1) and colour (rgb8) with each camera frame's header.
         output_storage: 'sqlite3' or 'mcap' for ``output_bag``.
+        debayer: demosaicing of Bayer frames, one of image_codec.DEBAYER_METHODS (the
+            node's ``debayer`` parameter).
 
     Raises:
-        BagError: unreadable bag, missing topic or unwritable output.
+        BagError: unreadable bag, missing topic, unwritable output or an unknown
+            ``debayer`` method.
 
     """
+    try:
+        image_codec.check_debayer(debayer)
+    except ValueError as err:
+        raise BagError(f'{err} (--debayer)') from err
     if label_topic == image_topic:
         raise BagError(f'--label-topic and --image-topic are both {image_topic}; pass the '
                        'ground-truth topic as --label-topic')
@@ -456,7 +465,7 @@ def evaluate_bag(bag: Path, segmenter: Segmenter, classes: ClassList, image_topi
         evaluation = BagEvaluation(pairing)
         writer = (stack.enter_context(BagWriter(output_bag, output_storage))
                   if output_bag else None)
-        scorer = _FrameScorer(segmenter, classes, evaluation, writer)
+        scorer = _FrameScorer(segmenter, classes, evaluation, writer, debayer)
         total = sum(c.msgcount for c in cameras + truths)
         for connection, log_ns, rawdata in tqdm(reader.messages(cameras + truths),
                                                 total=total, unit='msg', disable=None):

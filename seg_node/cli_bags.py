@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from seg_node.classes import DEFAULT_CLASSES_PATH
+from seg_node.image_codec import DEBAYER_METHODS
 from seg_node.inference.base import DEPLOY_BACKENDS
 from seg_node.models import DEFAULT_MODEL_PATH
 
@@ -31,7 +32,7 @@ def cmd_eval_bag(args: argparse.Namespace) -> int:
     segmenter, classes = load_segmenter(args.model, args.classes, args.backend, args.threads,
                                         args.inference_size and tuple(args.inference_size))
     evaluation = evaluate_bag(args.bag, segmenter, classes, args.image_topic, args.label_topic,
-                              args.output_bag, args.output_storage)
+                              args.output_bag, args.output_storage, args.debayer)
     text, payload = report(evaluation.pairing.matrix, classes, evaluation.counts(),
                            evaluation.latencies_s, 'inference latency')
     print(text)
@@ -101,6 +102,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                           help='new rosbag2 with the camera topic and /seg_node/{labels,'
                           'confidence,color}')
     evaluate.add_argument('--output-storage', default='sqlite3', help='sqlite3 | mcap')
+    evaluate.add_argument('--debayer', default=DEBAYER_METHODS[0],
+                          help="demosaicing of Bayer frames, as the node's debayer parameter: "
+                          + ' | '.join(DEBAYER_METHODS))
     evaluate.add_argument('--json', help='write the scores as JSON to this file (- : stdout)')
     _add_model_arguments(evaluate)
     evaluate.set_defaults(func=cmd_eval_bag)

@@ -26,24 +26,38 @@ class _Layout(NamedTuple):
     """How one ROS encoding stores pixels and which cv2 codes convert it."""
 
     bytes_per_pixel: int
-    to_rgb: int | None  # cv2.cvtColor code to RGB; None: the pixels already are RGB.
+    to_rgb: int | None  # cv2.cvtColor code to RGB; None: RGB already, or a Bayer mosaic.
     from_rgb: int | None  # cv2.cvtColor code from RGB; None: identity (rgb8) or Bayer sampling.
     mosaic: str = ''  # Bayer colours of the top-left 2x2 tile, row-major, e.g. 'rggb'.
     even_width: bool = False  # One U/V pair spans two pixels.
 
 
+# Demosaicing methods for Bayer frames, the default first. VNG (variable number of
+# gradients) costs ~1.5 ms per 360x480 frame against ~0.05 ms for bilinear, and keeps fine
+# edges free of the colour fringes that bilinear interpolation leaves; bilinear is what
+# cv_bridge and rosbags-image do. edge-aware is OpenCV's cheap middle ground.
+DEBAYER_METHODS: tuple[str, ...] = ('vng', 'bilinear', 'edge-aware')
+_DEBAYER_SUFFIXES = {'vng': '_VNG', 'bilinear': '', 'edge-aware': '_EA'}
+
 # OpenCV names Bayer patterns by the second row's 2nd and 3rd pixels, so ROS 'rggb'
 # (top-left R G / G B) is OpenCV 'BG'; checked against hand-made mosaics and rosbags-image.
+_OPENCV_BAYER_PATTERNS = {'rggb': 'BG', 'bggr': 'RG', 'gbrg': 'GR', 'grbg': 'GB'}
+_DEBAYER_CODES: dict[tuple[str, str], int] = {
+    (mosaic, method): getattr(cv2, f'COLOR_Bayer{pattern}2RGB{suffix}')
+    for mosaic, pattern in _OPENCV_BAYER_PATTERNS.items()
+    for method, suffix in _DEBAYER_SUFFIXES.items()
+}
+
 _LAYOUTS: dict[str, _Layout] = {
     'rgb8': _Layout(3, None, None),
     'bgr8': _Layout(3, cv2.COLOR_BGR2RGB, cv2.COLOR_RGB2BGR),
     'rgba8': _Layout(4, cv2.COLOR_RGBA2RGB, cv2.COLOR_RGB2RGBA),
     'bgra8': _Layout(4, cv2.COLOR_BGRA2RGB, cv2.COLOR_RGB2BGRA),
     'mono8': _Layout(1, cv2.COLOR_GRAY2RGB, cv2.COLOR_RGB2GRAY),
-    'bayer_rggb8': _Layout(1, cv2.COLOR_BayerBG2RGB, None, mosaic='rggb'),
-    'bayer_bggr8': _Layout(1, cv2.COLOR_BayerRG2RGB, None, mosaic='bggr'),
-    'bayer_gbrg8': _Layout(1, cv2.COLOR_BayerGR2RGB, None, mosaic='gbrg'),
-    'bayer_grbg8': _Layout(1, cv2.COLOR_BayerGB2RGB, None, mosaic='grbg'),
+    'bayer_rggb8': _Layout(1, None, None, mosaic='rggb'),
+    'bayer_bggr8': _Layout(1, None, None, mosaic='bggr'),
+    'bayer_gbrg8': _Layout(1, None, None, mosaic='gbrg'),
+    'bayer_grbg8': _Layout(1, None, None, mosaic='grbg'),
     'yuv422': _Layout(2, cv2.COLOR_YUV2RGB_UYVY, cv2.COLOR_RGB2YUV_UYVY, even_width=True),
     'yuv422_yuy2': _Layout(2, cv2.COLOR_YUV2RGB_YUY2, cv2.COLOR_RGB2YUV_YUY2, even_width=True),
 }
@@ -93,11 +107,26 @@ def _check_image(image: np.ndarray, allow_grey: bool) -> None:
         raise ImageError(f'cannot encode an empty {image.shape} image; accepted: H, W >= 1')
 
 
-def decode_image(msg: Any) -> np.ndarray:
+def check_debayer(method: str) -> str:
+    """Return ``method`` if it is one of DEBAYER_METHODS.
+
+    Raises:
+        ValueError: it is not; the message names the valid methods.
+
+    """
+    if method not in DEBAYER_METHODS:
+        raise ValueError(f'unknown demosaicing method {method!r}; choose one of '
+                         + ', '.join(DEBAYER_METHODS))
+    return method
+
+
+def decode_image(msg: Any, debayer: str = DEBAYER_METHODS[0]) -> np.ndarray:
     """Convert a sensor_msgs/Image to RGB.
 
     Args:
         msg: Image message in one of ACCEPTED_ENCODINGS, rows possibly padded (step).
+        debayer: demosaicing method for Bayer encodings, one of DEBAYER_METHODS (checked
+            with check_debayer by the callers that take it from users).
 
     Returns:
         (H, W, 3) uint8 RGB; for unpadded rgb8 a read-only view of ``msg.data``.
@@ -140,6 +169,8 @@ def decode_image(msg: Any) -> np.ndarray:
         pixels = rows
     else:
         pixels = rows.reshape(height, width, layout.bytes_per_pixel)
+    if layout.mosaic:
+        return cv2.cvtColor(pixels, _DEBAYER_CODES[layout.mosaic, debayer])
     if layout.to_rgb is None:
         return np.ascontiguousarray(pixels)
     return cv2.cvtColor(pixels, layout.to_rgb)
@@ -206,11 +237,12 @@ def decode_compressed_mono8(msg: Any) -> np.ndarray:
     return values
 
 
-def decode(msg: Any) -> np.ndarray:
+def decode(msg: Any, debayer: str = DEBAYER_METHODS[0]) -> np.ndarray:
     """Convert an Image or CompressedImage (recognised by its ``format`` field) to RGB.
 
     Args:
         msg: sensor_msgs Image or CompressedImage message.
+        debayer: demosaicing method for Bayer Images, one of DEBAYER_METHODS.
 
     Returns:
         (H, W, 3) uint8 RGB.
@@ -221,7 +253,7 @@ def decode(msg: Any) -> np.ndarray:
     """
     if hasattr(msg, 'format'):
         return decode_compressed(msg)
-    return decode_image(msg)
+    return decode_image(msg, debayer)
 
 
 def encode_rgb(rgb: np.ndarray, encoding: str) -> np.ndarray:

@@ -47,6 +47,7 @@ class NodeSettings:
     precision: str
     build_engine: bool
     image_transport: str
+    debayer: str
     overlay_alpha: float
     inference_size: tuple[int, int] | None
     input_reliability: str
@@ -137,6 +138,9 @@ class SegNode(Node):
             type=Parameter.Type.BOOL.value, **read_only))
         self.declare_parameter('image_transport', 'raw', _descriptor(
             'raw (image) | compressed (image/compressed)', type=string, **read_only))
+        self.declare_parameter('debayer', image_codec.DEBAYER_METHODS[0], _descriptor(
+            'demosaicing of Bayer frames: ' + ' | '.join(image_codec.DEBAYER_METHODS),
+            type=string, **read_only))
         self.declare_parameter('overlay_alpha', 0.5, _descriptor(
             'weight of the class colours in ~/overlay', floating_point_range=[
                 FloatingPointRange(from_value=0.0, to_value=1.0)]))
@@ -157,7 +161,7 @@ class SegNode(Node):
                 IntegerRange(from_value=0, to_value=256)], **read_only))
         value = {name: self.get_parameter(name).value for name in (
             'model', 'classes', 'backend', 'precision', 'build_engine_if_missing',
-            'image_transport', 'overlay_alpha',
+            'image_transport', 'debayer', 'overlay_alpha',
             'inference_size', 'input_reliability', 'input_depth', 'output_depth',
             'num_threads')}
         model = Path(value['model']).expanduser() if value['model'] else DEFAULT_MODEL_PATH
@@ -172,6 +176,7 @@ class SegNode(Node):
             precision=_choice('precision', value['precision'], PRECISIONS),
             build_engine=value['build_engine_if_missing'],
             image_transport=_choice('image_transport', value['image_transport'], TRANSPORTS),
+            debayer=_choice('debayer', value['debayer'], image_codec.DEBAYER_METHODS),
             overlay_alpha=float(value['overlay_alpha']),
             inference_size=None if size == (0, 0) else size,
             input_reliability=_choice('input_reliability', value['input_reliability'],
@@ -225,7 +230,7 @@ class SegNode(Node):
             self.latencies_s.append(time.perf_counter() - started)
 
     def _serve(self, msg: Image | CompressedImage) -> None:
-        rgb = image_codec.decode(msg)
+        rgb = image_codec.decode(msg, self.settings.debayer)
         height, width = rgb.shape[:2]
         wanted_classes = [i for i, pub in enumerate(self.class_pubs)
                           if pub.get_subscription_count()]

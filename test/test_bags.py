@@ -133,14 +133,15 @@ def test_eval_bag_miou_equals_evaluate(tmp_path, tiny_model, fixture_frames, var
     The delivered frames are decoded by rosbags-image, not seg_node's codec, and saved
     losslessly for `seg_tool evaluate`: for rgb8 and bgr8 they are the CamVid originals,
     for the lossy variants (Bayer, yuv422, JPEG) they honestly differ from them.
+    rosbags-image demosaics bilinearly, so eval-bag is told to do the same.
     """
     bag = tmp_path / 'drive'
     assert main(['make-bag', str(CAMVID_FIXTURES), str(bag), '--rate', '2',
                  *VARIANTS[variant]]) == 0
     topic = CAMERA_TOPIC + ('/compressed' if variant == 'jpeg' else '')
     assert main(['eval-bag', str(bag), '--image-topic', topic, '--label-topic',
-                 GROUND_TRUTH_TOPIC, '--model', str(tiny_model), '--json',
-                 str(tmp_path / 'bag.json')]) == 0
+                 GROUND_TRUTH_TOPIC, '--model', str(tiny_model), '--debayer', 'bilinear',
+                 '--json', str(tmp_path / 'bag.json')]) == 0
     delivered = [message_to_cvimage(msg, 'rgb8') for _, msg in read_topic(bag, topic)]
     labels = [message_to_cvimage(msg) for _, msg in read_topic(bag, GROUND_TRUTH_TOPIC)]
     split = write_split(tmp_path / 'delivered', delivered, labels)
@@ -159,6 +160,39 @@ def test_eval_bag_miou_equals_evaluate(tmp_path, tiny_model, fixture_frames, var
     assert exact == (variant in LOSSLESS)
     for label, original in zip(labels, fixture_frames.labels, strict=True):
         np.testing.assert_array_equal(label, original)
+
+
+def test_eval_bag_demosaics_bayer_frames_as_told(tmp_path, tiny_model, fixture_frames):
+    """VNG by default, bilinear with --debayer bilinear: each scored as cv2 demosaics."""
+    bag = tmp_path / 'drive'
+    assert main(['make-bag', str(CAMVID_FIXTURES), str(bag), '--encoding', 'bayer_rggb8']) == 0
+    mosaics = [np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width)
+               for _, msg in read_topic(bag, CAMERA_TOPIC)]
+    segmenter, _ = load_segmenter(tiny_model, None, 'onnxruntime', 1)
+    matrices = {}
+    for method, code, options in (('vng', cv2.COLOR_BayerBG2RGB_VNG, []),
+                                  ('bilinear', cv2.COLOR_BayerBG2RGB, ['--debayer', 'bilinear'])):
+        result = tmp_path / f'{method}.json'
+        assert main(['eval-bag', str(bag), '--image-topic', CAMERA_TOPIC, '--label-topic',
+                     GROUND_TRUTH_TOPIC, '--model', str(tiny_model), '--json', str(result),
+                     *options]) == 0
+        frames = [(cv2.cvtColor(mosaic, code), label)
+                  for mosaic, label in zip(mosaics, fixture_frames.labels, strict=True)]
+        expected, _ = evaluate_frames(segmenter.segment, frames, CLASSES.num_classes)
+        matrices[method] = json.loads(result.read_text())['confusion_matrix']
+        assert matrices[method] == expected.matrix.tolist()
+    assert matrices['vng'] != matrices['bilinear']
+
+
+def test_eval_bag_refuses_an_unknown_demosaicing_method(tmp_path, capsys, tiny_model):
+    bag = tmp_path / 'drive'
+    assert main(['make-bag', str(CAMVID_FIXTURES), str(bag), '--encoding', 'bayer_rggb8']) == 0
+    capsys.readouterr()
+    assert main(['eval-bag', str(bag), '--image-topic', CAMERA_TOPIC, '--model',
+                 str(tiny_model), '--debayer', 'nearest']) == 1
+    error = capsys.readouterr().err
+    assert error == ("seg_tool: error: unknown demosaicing method 'nearest'; choose one of "
+                     'vng, bilinear, edge-aware (--debayer)\n')
 
 
 def frame_image(rgb: np.ndarray, stamp: int):

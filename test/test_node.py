@@ -2,6 +2,7 @@
 
 import time
 
+import cv2
 import numpy as np
 import pytest
 from rclpy.node import Node
@@ -11,6 +12,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from conftest import wait_for
 from seg_node.classes import load_classes
+from seg_node.image_codec import encode_rgb
 from seg_node.inference.onnxruntime import OnnxRuntimeBackend
 from seg_node.node import SegNode
 from seg_node.ros_client import FrameClient, image_array
@@ -202,4 +204,22 @@ def test_compressed_transport_serves_jpeg_frames(ros_context, tiny_model, camvid
     labels = send_until(probe, '/seg_node/labels', msg)
     assert labels is not None and (labels.height, labels.width) == (360, 480)
     expected = OnnxRuntimeBackend(tiny_model).infer(decode_compressed(msg)).labels
+    np.testing.assert_array_equal(image_array(labels), expected)
+
+
+@pytest.mark.parametrize('debayer, code', [(None, cv2.COLOR_BayerBG2RGB_VNG),
+                                           ('bilinear', cv2.COLOR_BayerBG2RGB)])
+def test_bayer_frames_are_demosaiced_as_configured(ros_context, tiny_model, camvid_rgb,
+                                                   debayer, code):
+    overrides = [Parameter('model', value=str(tiny_model))]
+    if debayer is not None:
+        overrides.append(Parameter('debayer', value=debayer))
+    ros_context.add(SegNode(context=ros_context.context, parameter_overrides=overrides,
+                            cli_args=['--ros-args', '-r', 'image:=/camera/image_raw']))
+    probe = ros_context.add(Probe(ros_context.context))
+    probe.listen('/seg_node/labels')
+    labels = send_until(probe, '/seg_node/labels', image_msg(camvid_rgb, 44, 'bayer_rggb8'))
+    assert labels is not None
+    demosaiced = cv2.cvtColor(encode_rgb(camvid_rgb, 'bayer_rggb8'), code)
+    expected = OnnxRuntimeBackend(tiny_model).infer(demosaiced).labels
     np.testing.assert_array_equal(image_array(labels), expected)

@@ -39,6 +39,7 @@ def test_missing_or_corrupt_model_exits_with_one_line(tmp_path, content, message
 
 @pytest.mark.parametrize('parameter, words', [
     ('backend:=cuda', ('backend', 'onnxruntime')),
+    ('debayer:=nearest', ('debayer', 'vng, bilinear, edge-aware')),
     ('inference_size:=[8, 8]', ('inference size [8, 8]', 'at least 16')),
     ('inference_size:=[360]', ('inference_size=[360]', '[height, width]')),
 ])
