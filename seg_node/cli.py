@@ -38,7 +38,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {name: value for name, value in vars(args).items() if name not in _NOT_SETTINGS}
     if 'scale' in given:
         given['scale_min'], given['scale_max'] = given.pop('scale')
-    for name in ('classes', 'teacher', 'init_from'):
+    for name in ('classes', 'init_from'):
         if name in given:
             given[name] = str(given[name])
     return make_train_config(args.data, args.output, args.recipe, **given)
@@ -327,11 +327,16 @@ def build_parser() -> argparse.ArgumentParser:
     setting('--paste-scale-max', type=float,
             help='magnify the donor frame by a random factor in [1, this] before pasting, '
                  'as if its objects stood closer (wider, taller poles); 1 = as photographed')
-    setting('--teacher', type=Path, help='checkpoint of a larger trained network to distil from')
+    setting('--teachers', type=Path, nargs='+', metavar='CHECKPOINT',
+            help='trained networks to distil from: one larger network, or several whose mean '
+                 'logits act as an ensemble')
     setting('--distill-weight', type=float,
-            help='weight of the per-pixel KL(teacher || network) term')
+            help='weight of the per-pixel KL(teachers || network) term')
     setting('--distill-temperature', type=float,
             help='softmax temperature of the distillation term')
+    setting('--distill-class-weighted', action=argparse.BooleanOptionalAction,
+            help="weight the distillation term per pixel by the true class's loss weight, "
+                 'void left out, as the cross-entropy is; otherwise every pixel counts')
     setting('--init-from', type=Path,
             help="start from this checkpoint's weights (same --arch and classes) instead of "
                  "random ones, e.g. to average a trained network's weights")

@@ -3,8 +3,9 @@
 Cross-entropy alone optimises per-pixel accuracy, which large classes dominate; the soft
 Jaccard term is a differentiable mIoU surrogate that gives every class present in the batch
 the same weight, so thin classes (pole, sign) count as much as road. The distillation term
-pulls a small network's class distribution towards a larger teacher's on every pixel, void
-included.
+pulls a network's class distribution towards a teacher's (a larger network, or the mean of
+several), either on every pixel (void included) or weighted by the true class like the
+cross-entropy.
 """
 
 import torch
@@ -60,19 +61,35 @@ def soft_jaccard(logits: torch.Tensor, labels: torch.Tensor, eps: float = 1.0) -
 
 
 def distillation(logits: torch.Tensor, teacher_logits: torch.Tensor,
-                 temperature: float = 1.0) -> torch.Tensor:
+                 temperature: float = 1.0, labels: torch.Tensor | None = None,
+                 class_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Return the mean per-pixel KL(teacher || student) of temperature-softened softmaxes.
 
     Scaled by ``temperature ** 2`` so its gradients keep their size as the temperature
-    changes (Hinton et al., 2015). Every pixel counts: the teacher has an answer for void.
+    changes (Hinton et al., 2015). Without ``class_weights`` every pixel counts the same: the
+    teacher has an answer for void. With them, the mean is weighted by each scored pixel's
+    true-class weight and void is left out, so rare classes keep the weight the
+    cross-entropy gives them instead of being outnumbered by road and sky.
 
     Args:
         logits: (N, K, H, W) float student class scores.
         teacher_logits: (N, K, H, W) float teacher class scores (no gradient needed).
         temperature: softmax temperature applied to both.
+        labels: (N, H, W) int64 class ids, :data:`LOSS_IGNORE` where not scored; needed
+            with ``class_weights``.
+        class_weights: (K,) float32 weight per true class, or None for the plain mean.
+
+    Raises:
+        ValueError: ``class_weights`` without ``labels``.
 
     """
     student = F.log_softmax(logits.float() / temperature, dim=1)
     teacher = F.log_softmax(teacher_logits.float() / temperature, dim=1)
     pixel_kl = (teacher.exp() * (teacher - student)).sum(dim=1)
-    return pixel_kl.mean() * temperature ** 2
+    if class_weights is None:
+        return pixel_kl.mean() * temperature ** 2
+    if labels is None:
+        raise ValueError('class-weighted distillation needs the labels')
+    scored = labels != LOSS_IGNORE
+    weights = class_weights[labels[scored]]
+    return (pixel_kl[scored] * weights).sum() / weights.sum() * temperature ** 2

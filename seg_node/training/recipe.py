@@ -46,9 +46,10 @@ class TrainConfig:
     paste_classes: tuple[str, ...] = ()
     paste_probability: float = 0.0
     paste_scale_max: float = 1.0
-    teacher: str | None = None
+    teachers: tuple[str, ...] = ()
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
+    distill_class_weighted: bool = False
     init_from: str | None = None
     schedule: str = 'one-cycle'
     average_from: int = 0

@@ -2,7 +2,8 @@
 
 Cross-entropy with void ignored and class weights (median-frequency or its square root),
 optionally plus a soft-Jaccard term, an auxiliary head on the stride-16 features (deep
-supervision, training only) and distillation from a larger trained network (``--teacher``);
+supervision, training only) and distillation from trained networks (``--teachers``: one
+larger network, or several whose mean logits act as an ensemble);
 scale/crop/flip/colour augmentation and optional pasting of chosen classes' objects from
 another training frame, AdamW with a one-cycle (or constant) schedule, optionally starting
 from a trained checkpoint and averaging the weights of the last epochs (``--average-from``),
@@ -16,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -46,8 +47,9 @@ RESUMABLE_CHANGES = frozenset({'data', 'output', 'device', 'eval_every', 'thread
 SETTINGS_OFF_BEFORE_ADDED = {'jaccard_weight': 0.0, 'aux_weight': 0.0,
                              'paste_classes': (), 'paste_probability': 0.0,
                              'paste_scale_max': 1.0,
-                             'teacher': None, 'distill_weight': 0.0,
-                             'distill_temperature': 1.0, 'init_from': None,
+                             'teachers': (), 'distill_weight': 0.0,
+                             'distill_temperature': 1.0, 'distill_class_weighted': False,
+                             'init_from': None,
                              'schedule': 'one-cycle', 'average_from': 0}
 
 Result = TypeVar('Result')
@@ -98,13 +100,39 @@ def _network_input(deploy: DeployModel, images: torch.Tensor) -> torch.Tensor:
     return deploy.normalise(images).contiguous(memory_format=torch.channels_last)
 
 
+@dataclass
+class Distillation:
+    """The distillation term of a training step.
+
+    Attributes:
+        teachers: eval-mode trained networks, each with its own normalisation; the target is
+            the mean of their logits (one teacher, or an ensemble).
+        weight: weight of the term in the loss.
+        temperature: softmax temperature of both distributions.
+        class_weighted: weight each scored pixel by its true class's loss weight, as the
+            cross-entropy does (void left out); otherwise every pixel counts the same.
+
+    """
+
+    teachers: list[DeployModel]
+    weight: float
+    temperature: float = 1.0
+    class_weighted: bool = False
+
+    def teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Return the teachers' mean (N, K, H, W) logits for (N, H, W, 3) uint8 RGB images."""
+        with torch.no_grad():
+            total = sum(teacher.network(_network_input(teacher, images))
+                        for teacher in self.teachers)
+        return total / len(self.teachers)
+
+
 def training_step(network: nn.Module, deploy: DeployModel, images: torch.Tensor,
                   labels: torch.Tensor, optimizer: torch.optim.Optimizer,
                   loss_weights: torch.Tensor, bf16: bool = False,
                   hard_fraction: float = 1.0, jaccard_weight: float = 0.0,
                   aux_head: nn.Module | None = None, aux_weight: float = 0.0,
-                  teacher: DeployModel | None = None, distill_weight: float = 0.0,
-                  distill_temperature: float = 1.0) -> float:
+                  distill: Distillation | None = None) -> float:
     """Run one optimisation step; return the batch's total loss.
 
     Args:
@@ -120,10 +148,7 @@ def training_step(network: nn.Module, deploy: DeployModel, images: torch.Tensor,
         jaccard_weight: weight of the soft-Jaccard term added to the cross-entropy.
         aux_head: (C, K) 1x1 convolution on the encoder's stride-16 features, or None.
         aux_weight: weight of the auxiliary head's cross-entropy.
-        teacher: an eval-mode trained network (with its own normalisation) whose class
-            distribution the network is pulled towards, or None.
-        distill_weight: weight of the distillation term.
-        distill_temperature: softmax temperature of the distillation term.
+        distill: the distillation term, or None.
     """
     device = deploy.scale.device
     images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
@@ -131,9 +156,7 @@ def training_step(network: nn.Module, deploy: DeployModel, images: torch.Tensor,
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         logits, context = network.forward_with_context(inputs)
         aux_logits = aux_head(context) if aux_head is not None else None
-        if teacher is not None:
-            with torch.no_grad():
-                teacher_logits = teacher.network(_network_input(teacher, images))
+        teacher_logits = distill.teacher_logits(images) if distill is not None else None
     loss = cross_entropy(logits, labels, loss_weights, hard_fraction)
     if jaccard_weight:
         loss = loss + jaccard_weight * soft_jaccard(logits, labels)
@@ -141,31 +164,40 @@ def training_step(network: nn.Module, deploy: DeployModel, images: torch.Tensor,
         aux_logits = F.interpolate(aux_logits.float(), size=labels.shape[-2:],
                                    mode='bilinear')
         loss = loss + aux_weight * cross_entropy(aux_logits, labels, loss_weights)
-    if teacher is not None:
-        loss = loss + distill_weight * distillation(logits, teacher_logits, distill_temperature)
+    if distill is not None:
+        weighting = (labels, loss_weights) if distill.class_weighted else (None, None)
+        loss = loss + distill.weight * distillation(logits, teacher_logits,
+                                                    distill.temperature, *weighting)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     return loss.item()
 
 
-def _load_teacher(config: TrainConfig, num_classes: int,
-                  device: torch.device) -> DeployModel | None:
-    """Return the eval-mode teacher of ``config`` on ``device``.
+def _load_distillation(config: TrainConfig, num_classes: int,
+                       device: torch.device) -> Distillation | None:
+    """Return the distillation term of ``config``, its eval-mode teachers on ``device``.
 
-    None without a teacher or with distillation weight 0: a term weighted 0 needs no teacher
+    None without teachers or with distillation weight 0: a term weighted 0 needs no teacher
     forward pass per step.
     """
-    if not config.teacher or not config.distill_weight:
+    if not config.teachers or not config.distill_weight:
         return None
-    teacher, teacher_config = load_checkpoint(Path(config.teacher))
-    if teacher_config['num_classes'] != num_classes:
-        raise ConfigError(f'teacher {config.teacher} has {teacher_config["num_classes"]} '
-                          f'classes, the class file {num_classes}; train the teacher with '
-                          'the same class file')
-    for parameter in teacher.parameters():
-        parameter.requires_grad_(False)
-    return teacher.to(device, memory_format=torch.channels_last)
+    teachers = []
+    for path in config.teachers:
+        # Building a teacher draws random initial weights: keep them out of the run's own
+        # random state, so the same run trains the same whatever its teachers.
+        with torch.random.fork_rng(devices=[]):
+            teacher, teacher_config = load_checkpoint(Path(path))
+        if teacher_config['num_classes'] != num_classes:
+            raise ConfigError(f'teacher {path} has {teacher_config["num_classes"]} classes, '
+                              f'the class file {num_classes}; train the teacher with the '
+                              'same class file')
+        for parameter in teacher.parameters():
+            parameter.requires_grad_(False)
+        teachers.append(teacher.to(device, memory_format=torch.channels_last))
+    return Distillation(teachers, config.distill_weight, config.distill_temperature,
+                        config.distill_class_weighted)
 
 
 def _epoch_batches(data, config: TrainConfig, augmentation: AugmentConfig,
@@ -203,9 +235,9 @@ def _check_settings(config: TrainConfig, paste_ids: np.ndarray) -> None:
     if not 0 <= config.average_from <= config.epochs:
         raise ConfigError(f'average from epoch {config.average_from} needs to be in '
                           f'0..{config.epochs} (0: no weight averaging)')
-    if config.distill_weight and not config.teacher:
+    if config.distill_weight and not config.teachers:
         raise ConfigError(f'distillation weight {config.distill_weight} needs a teacher '
-                          'checkpoint (--teacher)')
+                          'checkpoint (--teachers)')
 
 
 def _initial_checkpoint(config: TrainConfig, num_classes: int) -> dict | None:
@@ -288,7 +320,7 @@ class Trainer:
 
     def _build_networks(self, initial: dict | None, mean: tuple[float, float, float],
                         std: tuple[float, float, float], device: torch.device) -> None:
-        """Build the network, its auxiliary head, teacher and weight average on ``device``.
+        """Build the network, auxiliary head, weight average and teachers on ``device``.
 
         Args:
             initial: a checkpoint whose weights the network starts from, or None.
@@ -301,7 +333,6 @@ class Trainer:
         self.network = build_model(config.arch, num_classes).to(
             device, memory_format=torch.channels_last)
         self.deploy = DeployModel(self.network, mean, std).to(device)
-        self.teacher = _load_teacher(config, num_classes, device)
         self.aux_head = (nn.Conv2d(self.network.encoder.widths[-1], num_classes, 1).to(device)
                          if config.aux_weight else None)
         if initial is not None:
@@ -312,6 +343,7 @@ class Trainer:
         self.averaged_deploy = (DeployModel(self.averaged, mean, std).to(device)
                                 if self.averaged else None)
         self.averaged_count = 0
+        self.distill = _load_distillation(config, num_classes, device)
 
     def _build_optimizer(self) -> None:
         """Build AdamW over the network and auxiliary head, and its per-batch schedule."""
@@ -406,8 +438,7 @@ class Trainer:
             losses.append(training_step(self.network, self.deploy, images, labels,
                                         self.optimizer, self.loss_weights, config.bf16,
                                         config.hard_fraction, config.jaccard_weight,
-                                        self.aux_head, config.aux_weight, self.teacher,
-                                        config.distill_weight, config.distill_temperature))
+                                        self.aux_head, config.aux_weight, self.distill))
             self.scheduler.step()
             bar.set_postfix(loss=f'{np.mean(losses[-20:]):.3f}')
         return {'epoch': epoch + 1, 'loss': round(float(np.mean(losses)), 4),

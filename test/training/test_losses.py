@@ -10,7 +10,7 @@ from seg_node.classes import load_classes
 from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
 from seg_node.training.losses import cross_entropy, distillation, LOSS_IGNORE, soft_jaccard
-from seg_node.training.train import training_step
+from seg_node.training.train import Distillation, training_step
 
 
 def test_soft_jaccard_of_uniform_scores_by_hand():
@@ -96,17 +96,46 @@ def test_distillation_vanishes_when_the_student_agrees_and_counts_every_pixel():
     assert distillation(student, teacher).item() == pytest.approx(per_pixel / 30, rel=1e-5)
 
 
-def test_teacher_adds_its_weighted_distillation_term(frozen_step):
+def test_class_weighted_distillation_by_hand():
+    # Three pixels: road (weight 1), pole (weight 3), void (left out). Per-pixel KLs k0, k1:
+    # the term is (1 * k0 + 3 * k1) / (1 + 3), whatever the void pixel's KL.
+    teacher = torch.tensor([[2.0, 0.0], [0.0, 1.0], [5.0, -5.0]]).T.reshape(1, 2, 1, 3)
+    student = torch.zeros(1, 2, 1, 3)
+    labels = torch.tensor([[[0, 1, LOSS_IGNORE]]])
+    weights = torch.tensor([1.0, 3.0])
+    p = torch.softmax(teacher[0, :, 0].T, 1)
+    kl = (p * (p / 0.5).log()).sum(1)
+    expected = float((kl[0] + 3 * kl[1]) / 4)
+    assert distillation(student, teacher, 1.0, labels, weights).item() == pytest.approx(
+        expected, rel=1e-6)
+    assert distillation(student, teacher).item() == pytest.approx(float(kl.mean()), rel=1e-6)
+    with pytest.raises(ValueError, match='needs the labels'):
+        distillation(student, teacher, 1.0, None, weights)
+
+
+def test_teachers_add_the_distillation_term_towards_their_mean_logits(frozen_step):
     network, deploy, images = frozen_step.network, frozen_step.deploy, frozen_step.images
-    labels, weights = frozen_step.labels, frozen_step.weights
-    teacher = DeployModel(build_model('fast_wide', frozen_step.num_classes),
-                          (0.5, 0.4, 0.3), (0.2, 0.3, 0.4)).eval()
+    labels = frozen_step.labels.clone()
+    labels[:, :, 48:], labels[:, :8] = 2, LOSS_IGNORE  # several classes, and some void
+    weights = torch.linspace(0.5, 2.0, frozen_step.num_classes)
+    teachers = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        teacher = build_model('fast_wide', frozen_step.num_classes)
+        teacher.head.weight.data *= 50.0  # confident teachers that vary from pixel to pixel
+        teachers.append(DeployModel(teacher, (0.5, 0.4, 0.3), (0.2, 0.3, 0.4)).eval())
     optimizer = torch.optim.SGD(network.parameters(), lr=0.0)
     with torch.no_grad():
         logits = network(deploy.normalise(images))
-        teacher_logits = teacher.network(teacher.normalise(images))
-        expected = (cross_entropy(logits, labels, weights)
-                    + 0.7 * distillation(logits, teacher_logits, 2.0))
-    loss = training_step(network, deploy, images, labels, optimizer, weights,
-                         teacher=teacher, distill_weight=0.7, distill_temperature=2.0)
-    assert loss == pytest.approx(expected.item(), rel=1e-5)
+        mean_logits = sum(teacher.network(teacher.normalise(images))
+                          for teacher in teachers) / 2
+        plain = (cross_entropy(logits, labels, weights)
+                 + 0.7 * distillation(logits, mean_logits, 2.0))
+        weighted = (cross_entropy(logits, labels, weights)
+                    + 0.7 * distillation(logits, mean_logits, 2.0, labels, weights))
+    assert plain.item() != pytest.approx(weighted.item(), rel=1e-2)
+    for class_weighted, expected in ((False, plain), (True, weighted)):
+        distill = Distillation(teachers, 0.7, 2.0, class_weighted)
+        loss = training_step(network, deploy, images, labels, optimizer, weights,
+                             distill=distill)
+        assert loss == pytest.approx(expected.item(), rel=1e-5)

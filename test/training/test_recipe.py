@@ -108,10 +108,11 @@ def test_missing_recipe_and_unknown_override_are_refused(tmp_path: Path):
         make_train_config('data', 'out', epoch_count=3)
 
 
-def test_optional_settings_accept_null(tmp_path: Path):
+def test_optional_settings_accept_null_and_lists(tmp_path: Path):
     recipe = tmp_path / 'recipe.yaml'
-    recipe.write_text('teacher: null\ntrain_limit: 4\n')
-    assert load_recipe(recipe) == {'teacher': None, 'train_limit': 4}
+    recipe.write_text('init_from: null\ntrain_limit: 4\nteachers: [a.pt, b.pt]\n')
+    assert load_recipe(recipe) == {'init_from': None, 'train_limit': 4,
+                                   'teachers': ('a.pt', 'b.pt')}
 
 
 def test_weight_averaging_flags_become_settings(tmp_path: Path):
@@ -123,3 +124,15 @@ def test_weight_averaging_flags_become_settings(tmp_path: Path):
         str(tmp_path / 'last.pt'), 'constant', 5)
     with pytest.raises(SystemExit):
         build_parser().parse_args(['train', '--output', 'o', '--schedule', 'cosine'])
+
+
+def test_distillation_flags_become_settings(tmp_path: Path):
+    args = build_parser().parse_args(
+        ['train', '--output', str(tmp_path), '--teachers', 'a/averaged.pt', 'b/averaged.pt',
+         '--distill-weight', '1', '--distill-class-weighted'])
+    config = train_config_from_args(args)
+    assert (config.teachers, config.distill_weight, config.distill_class_weighted) == (
+        ('a/averaged.pt', 'b/averaged.pt'), 1.0, True)
+    unweighted = train_config_from_args(build_parser().parse_args(
+        ['train', '--output', str(tmp_path), '--no-distill-class-weighted']))
+    assert unweighted.distill_class_weighted is False

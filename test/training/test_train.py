@@ -208,14 +208,20 @@ def test_paste_settings_are_refused_before_training(data, tmp_path, classes, pro
 
 
 def test_distillation_reaches_training_and_is_stored_with_the_run(run, data, tmp_path):
-    runs = {}
-    for weight in (0.0, 1.0):
-        runs[weight] = one_epoch_losses(data, tmp_path / str(weight),
-                                        teacher=str(run / 'last.pt'), distill_weight=weight,
-                                        distill_temperature=2.0)
-    state = torch.load(tmp_path / '1.0' / 'last.pt', weights_only=False)
-    assert state['train_config']['teacher'] == str(run / 'last.pt')
-    assert runs[1.0] != pytest.approx(runs[0.0], rel=1e-4)
+    teacher = str(run / 'last.pt')
+    settings = {'off': {'teachers': (teacher,), 'distill_weight': 0.0},
+                'one': {'teachers': (teacher,), 'distill_weight': 1.0},
+                'twice': {'teachers': (teacher, teacher), 'distill_weight': 1.0},
+                'weighted': {'teachers': (teacher,), 'distill_weight': 1.0,
+                             'distill_class_weighted': True}}
+    losses = {name: one_epoch_losses(data, tmp_path / name, distill_temperature=2.0, **given)
+              for name, given in settings.items()}
+    stored = torch.load(tmp_path / 'weighted' / 'last.pt', weights_only=False)['train_config']
+    assert (stored['teachers'], stored['distill_class_weighted']) == ((teacher,), True)
+    assert losses['one'] != pytest.approx(losses['off'], rel=1e-4)
+    # The mean of two identical teachers is that teacher.
+    assert losses['twice'] == pytest.approx(losses['one'], rel=1e-5)
+    assert losses['weighted'] != pytest.approx(losses['one'], rel=1e-4)
 
 
 def test_distillation_without_a_teacher_is_refused_before_training(data, tmp_path):
@@ -233,7 +239,7 @@ def test_a_teacher_with_other_classes_is_refused(run, data, tmp_path):
     torch.save(state, tmp_path / 'five_classes.pt')
     config = TrainConfig(data=str(data), output=str(tmp_path / 'run'), epochs=1,
                          batch_size=2, crop=96, eval_every=0, threads=2,
-                         teacher=str(tmp_path / 'five_classes.pt'), distill_weight=1.0)
+                         teachers=(str(tmp_path / 'five_classes.pt'),), distill_weight=1.0)
     with pytest.raises(ConfigError, match='has 5 classes'):
         train(config)
 
