@@ -4,7 +4,8 @@
 # (config/average_camvid.yaml) into RUN_avg. Every stage stops at a shared deadline
 # (DEADLINE_S after the start; resumable: rerun on the same machine to continue), then
 # scripts/gpu_pack.py packs the runs into $OUT.
-# Data: scripts/gpu_data.py first; carry .gpudata. Runs: RUNS="arch:seed ..." (default below);
+# Data: scripts/gpu_data.py first; carry .gpudata. Runs: RUNS="arch:seed ..." (default: the
+# shipped architecture's three seeds of session 10);
 # MAX_RUNS caps how many start (default: by the CPU count, augmentation runs on the CPU).
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 R=${RUNS_DIR:-/tmp/runs}; mkdir -p "$R"
@@ -36,7 +37,7 @@ run() {  # run ARCH SEED: the first stage, then (AVERAGE=1) the averaging stage
 }
 
 count=0
-for spec in ${RUNS:-fast_xl:2 fast_xl:3 fast_wide:3 fast_wide:4}; do
+for spec in ${RUNS:-fast_fine:2 fast_fine:3 fast_fine:4}; do
   (( count++ < max_runs )) || break
   run "${spec%:*}" "${spec#*:}" &
 done
