@@ -34,7 +34,7 @@ def test_averaging_recipe_continues_the_shipped_recipes_run():
     assert config.arch == first['arch'] and config.seed == first['seed']
     assert config.paste_classes == first['paste_classes']
     assert (config.schedule, config.lr, config.epochs, config.average_from) == (
-        'constant', 0.0005, 40, 1)
+        'constant', 0.0005, 120, 1)
     assert config.init_from == 'runs/fast_fine_s3/last.pt'
 
 
