@@ -451,10 +451,9 @@ def evaluate_bag(bag: Path, segmenter: Segmenter, classes: ClassList, image_topi
             ``debayer`` method.
 
     """
-    try:
-        image_codec.check_debayer(debayer)
-    except ValueError as err:
-        raise BagError(f'{err} (--debayer)') from err
+    if debayer not in image_codec.DEBAYER_METHODS:
+        raise BagError(f'unknown demosaicing method {debayer!r}; choose one of '
+                       + ', '.join(image_codec.DEBAYER_METHODS) + ' (--debayer)')
     if label_topic == image_topic:
         raise BagError(f'--label-topic and --image-topic are both {image_topic}; pass the '
                        'ground-truth topic as --label-topic')

@@ -107,26 +107,13 @@ def _check_image(image: np.ndarray, allow_grey: bool) -> None:
         raise ImageError(f'cannot encode an empty {image.shape} image; accepted: H, W >= 1')
 
 
-def check_debayer(method: str) -> str:
-    """Return ``method`` if it is one of DEBAYER_METHODS.
-
-    Raises:
-        ValueError: it is not; the message names the valid methods.
-
-    """
-    if method not in DEBAYER_METHODS:
-        raise ValueError(f'unknown demosaicing method {method!r}; choose one of '
-                         + ', '.join(DEBAYER_METHODS))
-    return method
-
-
 def decode_image(msg: Any, debayer: str = DEBAYER_METHODS[0]) -> np.ndarray:
     """Convert a sensor_msgs/Image to RGB.
 
     Args:
         msg: Image message in one of ACCEPTED_ENCODINGS, rows possibly padded (step).
-        debayer: demosaicing method for Bayer encodings, one of DEBAYER_METHODS (checked
-            with check_debayer by the callers that take it from users).
+        debayer: demosaicing method for Bayer encodings, one of DEBAYER_METHODS (checked by
+            the callers that take it from users: the node and eval-bag).
 
     Returns:
         (H, W, 3) uint8 RGB; for unpadded rgb8 a read-only view of ``msg.data``.

@@ -16,7 +16,6 @@ from sensor_msgs.msg import CompressedImage, Image
 from seg_node.errors import ImageError
 from seg_node.image_codec import (
     ACCEPTED_ENCODINGS,
-    check_debayer,
     DEBAYER_METHODS,
     decode,
     decode_compressed,
@@ -219,12 +218,6 @@ def test_vng_is_the_default_and_keeps_edges_closer(encoding: str, frame: np.ndar
     np.testing.assert_array_equal(vng, decode(msg, 'vng'))
     assert mean_abs_error(vng, frame) < 2.6 < 3.8 < mean_abs_error(bilinear, frame)
     assert 3.8 < mean_abs_error(decode(msg, 'edge-aware'), frame) < 4.0
-
-
-def test_unknown_debayer_method_names_the_choices() -> None:
-    assert check_debayer('bilinear') == 'bilinear'
-    with pytest.raises(ValueError, match=r"'nearest'; choose one of vng, bilinear, edge-aware"):
-        check_debayer('nearest')
 
 
 def test_bayer_samples_each_colour_at_its_site(frame: np.ndarray) -> None:
