@@ -52,6 +52,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pool_averages(args: argparse.Namespace) -> int:
+    """Pool the weight averages of runs that continued one network (into one averaged.pt)."""
+    from seg_node.training.train import pool_averages
+    report = pool_averages(args.checkpoints, args.output,
+                           str(args.data) if args.data else None, args.threads)
+    print(f'pooled {report["averaged_count"]} snapshots of {len(args.checkpoints)} runs; '
+          f'wrote {report["output"]}')
+    return 0
+
+
 def _backend_for(model: Path, backend: str, threads: int):
     from seg_node.inference.base import create_backend
     if model.suffix == '.pt':
@@ -355,6 +365,19 @@ def build_parser() -> argparse.ArgumentParser:
     setting('--val-limit', type=int)
     train.add_argument('--resume', action='store_true')
     train.set_defaults(func=cmd_train)
+
+    pool = commands.add_parser(
+        'pool-averages',
+        help="pool runs' weight averages (averaged.pt of runs that continued the same "
+             'network from other data orders) into one, batch norm re-estimated')
+    pool.add_argument('checkpoints', type=Path, nargs='+', metavar='AVERAGED_PT')
+    pool.add_argument('--output', type=Path, required=True,
+                      help='folder for the pooled averaged.pt')
+    pool.add_argument('--data', type=Path,
+                      help="CamVid-format folder for the batch-norm crops (default: the first "
+                           "run's)")
+    pool.add_argument('--threads', type=int, default=0)
+    pool.set_defaults(func=cmd_pool_averages)
 
     evaluate = commands.add_parser('evaluate', help='class IoU of a model on labelled frames')
     evaluate.add_argument('--model', type=Path, default=DEFAULT_MODEL_PATH,

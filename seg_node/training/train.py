@@ -13,9 +13,10 @@ that is exported.
 
 import copy
 import json
+import pickle
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,6 +52,8 @@ SETTINGS_OFF_BEFORE_ADDED = {'jaccard_weight': 0.0, 'aux_weight': 0.0,
                              'distill_temperature': 1.0, 'distill_class_weighted': False,
                              'init_from': None,
                              'schedule': 'one-cycle', 'average_from': 0}
+# The keys of an averaged.pt that pooling reads.
+AVERAGE_KEYS = frozenset({'model', 'config', 'train_config', 'averaged_count'})
 
 Result = TypeVar('Result')
 
@@ -405,7 +408,7 @@ class Trainer:
         self._accumulate_average(epoch)
         refreshed = bool(self.averaged_count) and (evaluate_now or last_epoch)
         if refreshed:
-            self._refresh_average(epoch)
+            self.refresh_average(epoch)
             record['averaged_epochs'] = self.averaged_count
         if evaluate_now:
             scores = self._evaluate(self.averaged_deploy if refreshed else self.deploy)
@@ -451,7 +454,7 @@ class Trainer:
             accumulate(self.averaged, self.network, self.averaged_count)
             self.averaged_count += 1
 
-    def _refresh_average(self, epoch: int) -> None:
+    def refresh_average(self, epoch: int) -> None:
         """Recompute the average's batch-norm statistics on augmented training batches.
 
         The batches are drawn from a generator of their own, seeded by the run and
@@ -523,3 +526,76 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     if resume and last.exists():
         trainer.resume(last)
     return trainer.run()
+
+
+def pool_averages(paths: Sequence[Path], output: Path, data: str | None = None,
+                  threads: int = 0) -> dict:
+    """Pool the weight averages of runs that continued one network; write ``averaged.pt``.
+
+    The pooled parameters are the equal-weight mean of all the runs' snapshots (each run
+    counts by its ``averaged_count``); batch-norm statistics are then recomputed on
+    augmented training batches of the first run's recipe, as a run does for its own average.
+    The result is a checkpoint like ``averaged.pt`` (calibrate, export, evaluate, pool again).
+
+    Args:
+        paths: ``averaged.pt`` checkpoints of runs started from the same ``init_from``.
+        output: folder for the pooled ``averaged.pt``.
+        data: CamVid-format folder of the training frames (None: the first run's).
+        threads: CPU threads (0: torch's default).
+
+    Returns:
+        {'output': path written, 'averaged_count': snapshots pooled, 'pooled_from': paths}.
+
+    Raises:
+        ConfigError: fewer than two checkpoints, one that is not a weight average, or
+            averages that did not continue the same network.
+
+    """
+    if len(paths) < 2:
+        raise ConfigError('pooling needs at least two averaged.pt checkpoints')
+    averages = [_load_average(path) for path in paths]
+    for path, average in zip(paths[1:], averages[1:], strict=True):
+        start, first_start = (entry['train_config'].get('init_from')
+                              for entry in (average, averages[0]))
+        if start is None or start != first_start or average['config'] != averages[0]['config']:
+            raise ConfigError(f'cannot pool {path} with {paths[0]}: they continued '
+                              f'{start} and {first_start}; only averages of runs started from '
+                              'the same trained network (--init-from) lie in one region '
+                              'whose mean is a good network')
+    stored = {**SETTINGS_OFF_BEFORE_ADDED, **averages[0]['train_config']}
+    # The network starts from the first average, whose normalisation every pooled run shares;
+    # no teacher is needed to re-estimate batch-norm statistics.
+    trainer = Trainer(TrainConfig(**{
+        **stored, 'output': str(output), 'data': data or stored['data'], 'threads': threads,
+        'init_from': str(paths[0]), 'teachers': (), 'distill_weight': 0.0}))
+    trainer.averaged_count = averages[0]['averaged_count']
+    other = copy.deepcopy(trainer.averaged)
+    for average in averages[1:]:
+        other.load_state_dict(average['model'])
+        accumulate(trainer.averaged, other, trainer.averaged_count, average['averaged_count'])
+        trainer.averaged_count += average['averaged_count']
+    trainer.refresh_average(trainer.config.epochs - 1)
+    pooled_from = [str(path) for path in paths]
+    _save(trainer.output / 'averaged.pt', {
+        'model': trainer.averaged.state_dict(), 'config': trainer.model_config,
+        'train_config': {**stored, 'output': str(output)},
+        'averaged_count': trainer.averaged_count, 'pooled_from': pooled_from})
+    return {'output': str(trainer.output / 'averaged.pt'),
+            'averaged_count': trainer.averaged_count, 'pooled_from': pooled_from}
+
+
+def _load_average(path: Path) -> dict:
+    """Return the ``averaged.pt`` checkpoint in ``path``, or raise ConfigError."""
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ConfigError(f'cannot read {path}: {err}; pass averaged.pt checkpoints written '
+                          'by `seg_tool train --average-from`') from err
+    missing = sorted(AVERAGE_KEYS - set(checkpoint if isinstance(checkpoint, dict) else ()))
+    if 'averaged' in checkpoint:
+        raise ConfigError(f'{path} is the training state of an averaging run, whose model is '
+                          'its last epoch; pass the averaged.pt written next to it')
+    if missing:
+        raise ConfigError(f'{path} is not a weight average (it lacks {", ".join(missing)}); '
+                          'pass the averaged.pt of a run trained with --average-from')
+    return checkpoint

@@ -48,3 +48,11 @@ def test_refresh_measures_the_statistics_of_all_inputs_equally():
     assert network[1].running_mean.tolist() == pytest.approx(expected_mean.tolist(), abs=1e-5)
     assert network[1].running_var.tolist() == pytest.approx(expected_var.tolist(), abs=1e-4)
     assert not network.training
+
+
+def test_accumulate_counts_another_average_by_its_snapshots():
+    average = _layer(2.0)
+    accumulate(average, _layer(6.0), count=1, snapshots=3)
+    assert average.weight.tolist() == [[5.0, 5.0]]
+    accumulate(average, _layer(1.0), count=4, snapshots=1)
+    assert average.weight.tolist() == [[pytest.approx(4.2)] * 2]

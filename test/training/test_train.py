@@ -1,6 +1,7 @@
 """A few training steps on real CamVid fixtures; export and evaluate agree on the result."""
 
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -346,3 +347,63 @@ def test_bad_start_schedule_and_averaging_settings_are_refused(run, data, tmp_pa
     with pytest.raises(ConfigError, match=message):
         train(config)
     assert not (tmp_path / 'run' / 'last.pt').exists()
+
+
+@pytest.fixture(scope='module')
+def averages(run, data, tmp_path_factory) -> list[Path]:
+    """Average two runs that continue ``run`` in other data orders: 2 and 1 snapshots."""
+    folder = tmp_path_factory.mktemp('averages')
+    for seed, epochs in ((4, 2), (5, 1)):
+        train(TrainConfig(data=str(data), output=str(folder / f'seed{seed}'), epochs=epochs,
+                          average_from=1, init_from=str(run / 'last.pt'),
+                          **{**CONSTANT_RUN, 'seed': seed}))
+    return [folder / 'seed4' / 'averaged.pt', folder / 'seed5' / 'averaged.pt']
+
+
+def test_pooled_averages_are_the_mean_of_all_their_snapshots(averages, tmp_path, capsys):
+    assert seg_tool(['pool-averages', *map(str, averages), '--output', str(tmp_path),
+                     '--threads', '2']) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f'pooled 3 snapshots of 2 runs; wrote {tmp_path / "averaged.pt"}')
+    two, one = (_parameters(path) for path in averages)
+    pooled = _parameters(tmp_path / 'averaged.pt')
+    assert pooled.keys() == two.keys()
+    for name, value in pooled.items():
+        torch.testing.assert_close(value, (2 * two[name] + one[name]) / 3)
+    assert two['head.bias'].tolist() != pytest.approx(one['head.bias'].tolist())
+    stored = torch.load(tmp_path / 'averaged.pt', weights_only=False)
+    assert stored['averaged_count'] == 3
+    assert stored['pooled_from'] == [str(path) for path in averages]
+    assert stored['config'] == torch.load(averages[0], weights_only=False)['config']
+    # batch norm re-measured for the pooled weights: one pass of one batch (3 frames // 2)
+    source = torch.load(averages[0], weights_only=False)['model']
+    means = [name for name in stored['model'] if name.endswith('running_mean')]
+    assert {stored['model'][name.replace('running_mean', 'num_batches_tracked')].item()
+            for name in means} == {1}
+    assert any(not torch.equal(stored['model'][name], source[name]) for name in means)
+
+
+@pytest.mark.parametrize(('other', 'message'), [
+    ('UNRELATED', r'cannot pool .*averaged\.pt with .*: they continued None and .*last\.pt; '
+                  'only averages of runs started from the same trained network'),
+    ('LAST', r'last\.pt is the training state of an averaging run.*pass the averaged\.pt'),
+    ('PLAIN', r'last\.pt is not a weight average \(it lacks averaged_count\)'),
+    ('GARBAGE', r'cannot read .*garbage\.pt: .*pass averaged\.pt checkpoints'),
+    (None, 'pooling needs at least two averaged.pt checkpoints'),
+])
+def test_pooling_refuses_what_is_not_an_average_of_the_same_start(
+        averages, run, data, tmp_path, capsys, other, message):
+    if other == 'UNRELATED':
+        train(TrainConfig(data=str(data), output=str(tmp_path / 'fresh'), epochs=1,
+                          average_from=1, **CONSTANT_RUN))
+    (tmp_path / 'garbage.pt').write_bytes(b'not a checkpoint')
+    paths = {'UNRELATED': tmp_path / 'fresh' / 'averaged.pt',
+             'LAST': averages[0].parent / 'last.pt', 'PLAIN': run / 'last.pt',
+             'GARBAGE': tmp_path / 'garbage.pt'}
+    checkpoints = [averages[0]] + ([paths[other]] if other else [])
+    assert seg_tool(['pool-averages', *map(str, checkpoints),
+                     '--output', str(tmp_path / 'pooled')]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith('seg_tool: error: ') and error.count('\n') == 1
+    assert re.search(message, error)
+    assert not (tmp_path / 'pooled' / 'averaged.pt').exists()
