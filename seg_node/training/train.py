@@ -554,14 +554,17 @@ def pool_averages(paths: Sequence[Path], output: Path, data: str | None = None,
     if len(paths) < 2:
         raise ConfigError('pooling needs at least two averaged.pt checkpoints')
     averages = [_load_average(path) for path in paths]
+    first_start = averages[0]['train_config'].get('init_from')
     for path, average in zip(paths[1:], averages[1:], strict=True):
-        start, first_start = (entry['train_config'].get('init_from')
-                              for entry in (average, averages[0]))
-        if start is None or start != first_start or average['config'] != averages[0]['config']:
+        start = average['train_config'].get('init_from')
+        if start is None or start != first_start:
             raise ConfigError(f'cannot pool {path} with {paths[0]}: they continued '
                               f'{start} and {first_start}; only averages of runs started from '
                               'the same trained network (--init-from) lie in one region '
                               'whose mean is a good network')
+        if average['config'] != averages[0]['config']:
+            raise ConfigError(f'cannot pool {path} with {paths[0]}: their architecture, '
+                              'classes or input normalisation differ')
     stored = {**SETTINGS_OFF_BEFORE_ADDED, **averages[0]['train_config']}
     # The network starts from the first average, whose normalisation every pooled run shares;
     # no teacher is needed to re-estimate batch-norm statistics.

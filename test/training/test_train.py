@@ -386,6 +386,8 @@ def test_pooled_averages_are_the_mean_of_all_their_snapshots(averages, tmp_path,
 @pytest.mark.parametrize(('other', 'message'), [
     ('UNRELATED', r'cannot pool .*averaged\.pt with .*: they continued None and .*last\.pt; '
                   'only averages of runs started from the same trained network'),
+    ('RENORMALISED', r'cannot pool .*renormalised\.pt with .*averaged\.pt: their architecture, '
+                     'classes or input normalisation differ'),
     ('LAST', r'last\.pt is the training state of an averaging run.*pass the averaged\.pt'),
     ('PLAIN', r'last\.pt is not a weight average \(it lacks averaged_count\)'),
     ('GARBAGE', r'cannot read .*garbage\.pt: .*pass averaged\.pt checkpoints'),
@@ -397,9 +399,12 @@ def test_pooling_refuses_what_is_not_an_average_of_the_same_start(
         train(TrainConfig(data=str(data), output=str(tmp_path / 'fresh'), epochs=1,
                           average_from=1, **CONSTANT_RUN))
     (tmp_path / 'garbage.pt').write_bytes(b'not a checkpoint')
+    renormalised = torch.load(averages[1], weights_only=False)
+    renormalised['config']['mean'] = [0.5, 0.5, 0.5]
+    torch.save(renormalised, tmp_path / 'renormalised.pt')
     paths = {'UNRELATED': tmp_path / 'fresh' / 'averaged.pt',
              'LAST': averages[0].parent / 'last.pt', 'PLAIN': run / 'last.pt',
-             'GARBAGE': tmp_path / 'garbage.pt'}
+             'GARBAGE': tmp_path / 'garbage.pt', 'RENORMALISED': tmp_path / 'renormalised.pt'}
     checkpoints = [averages[0]] + ([paths[other]] if other else [])
     assert seg_tool(['pool-averages', *map(str, checkpoints),
                      '--output', str(tmp_path / 'pooled')]) == 1
