@@ -547,12 +547,16 @@ def pool_averages(paths: Sequence[Path], output: Path, data: str | None = None,
         {'output': path written, 'averaged_count': snapshots pooled, 'pooled_from': paths}.
 
     Raises:
-        ConfigError: fewer than two checkpoints, one that is not a weight average, or
-            averages that did not continue the same network.
+        ConfigError: fewer than two checkpoints, one given twice or not a weight average,
+            or averages that did not continue the same network.
 
     """
     if len(paths) < 2:
         raise ConfigError('pooling needs at least two averaged.pt checkpoints')
+    repeated = [path for path in paths if paths.count(path) > 1]
+    if repeated:
+        raise ConfigError(f"{repeated[0]} is given more than once; pass each run's "
+                          'averaged.pt once (each already counts by its averaged epochs)')
     averages = [_load_average(path) for path in paths]
     first_start = averages[0]['train_config'].get('init_from')
     for path, average in zip(paths[1:], averages[1:], strict=True):
@@ -594,10 +598,11 @@ def _load_average(path: Path) -> dict:
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
         raise ConfigError(f'cannot read {path}: {err}; pass averaged.pt checkpoints written '
                           'by `seg_tool train --average-from`') from err
-    missing = sorted(AVERAGE_KEYS - set(checkpoint if isinstance(checkpoint, dict) else ()))
-    if 'averaged' in checkpoint:
+    keys = set(checkpoint) if isinstance(checkpoint, dict) else set()
+    if 'averaged' in keys:
         raise ConfigError(f'{path} is the training state of an averaging run, whose model is '
                           'its last epoch; pass the averaged.pt written next to it')
+    missing = sorted(AVERAGE_KEYS - keys)
     if missing:
         raise ConfigError(f'{path} is not a weight average (it lacks {", ".join(missing)}); '
                           'pass the averaged.pt of a run trained with --average-from')

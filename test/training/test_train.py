@@ -391,6 +391,7 @@ def test_pooled_averages_are_the_mean_of_all_their_snapshots(averages, tmp_path,
     ('LAST', r'last\.pt is the training state of an averaging run.*pass the averaged\.pt'),
     ('PLAIN', r'last\.pt is not a weight average \(it lacks averaged_count\)'),
     ('GARBAGE', r'cannot read .*garbage\.pt: .*pass averaged\.pt checkpoints'),
+    ('SAME', r'seed4/averaged\.pt is given more than once; pass each run\'s averaged\.pt once'),
     (None, 'pooling needs at least two averaged.pt checkpoints'),
 ])
 def test_pooling_refuses_what_is_not_an_average_of_the_same_start(
@@ -404,7 +405,8 @@ def test_pooling_refuses_what_is_not_an_average_of_the_same_start(
     torch.save(renormalised, tmp_path / 'renormalised.pt')
     paths = {'UNRELATED': tmp_path / 'fresh' / 'averaged.pt',
              'LAST': averages[0].parent / 'last.pt', 'PLAIN': run / 'last.pt',
-             'GARBAGE': tmp_path / 'garbage.pt', 'RENORMALISED': tmp_path / 'renormalised.pt'}
+             'GARBAGE': tmp_path / 'garbage.pt', 'RENORMALISED': tmp_path / 'renormalised.pt',
+             'SAME': averages[0]}
     checkpoints = [averages[0]] + ([paths[other]] if other else [])
     assert seg_tool(['pool-averages', *map(str, checkpoints),
                      '--output', str(tmp_path / 'pooled')]) == 1
