@@ -1,5 +1,6 @@
 """PyTorch backend for development: runs a training checkpoint through the deploy graph."""
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,9 @@ from seg_node.inference.base import SegResult
 from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
 
+# What torch.load raises for a file it cannot read: missing, truncated, or not a checkpoint.
+UNREADABLE_CHECKPOINT_ERRORS = (OSError, RuntimeError, EOFError, pickle.UnpicklingError)
+
 
 def load_checkpoint(path: Path) -> tuple[DeployModel, dict]:
     """Load a training checkpoint as an eval-mode :class:`DeployModel` and its config."""
@@ -18,7 +22,7 @@ def load_checkpoint(path: Path) -> tuple[DeployModel, dict]:
         config = checkpoint['config']
         network = build_model(config['arch'], config['num_classes'])
         network.load_state_dict(checkpoint['model'])
-    except (OSError, RuntimeError, KeyError, ValueError, EOFError) as err:
+    except (*UNREADABLE_CHECKPOINT_ERRORS, KeyError, ValueError) as err:
         raise ModelLoadError(f'cannot load checkpoint {path}: {err}; pass a file written '
                              'by `seg_tool train`') from err
     return DeployModel(network, config['mean'], config['std']).eval(), config

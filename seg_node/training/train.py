@@ -13,7 +13,6 @@ that is exported.
 
 import copy
 import json
-import pickle
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +31,7 @@ from seg_node.classes import load_classes
 from seg_node.dataset import channel_statistics, class_weights, load_split
 from seg_node.errors import ConfigError
 from seg_node.evaluation import evaluate_frames
-from seg_node.inference.torch import load_checkpoint, TorchBackend
+from seg_node.inference.torch import load_checkpoint, TorchBackend, UNREADABLE_CHECKPOINT_ERRORS
 from seg_node.metrics import format_table, Scores
 from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
@@ -250,7 +249,7 @@ def _initial_checkpoint(config: TrainConfig, num_classes: int) -> dict | None:
     try:
         checkpoint = torch.load(config.init_from, map_location='cpu', weights_only=False)
         stored = checkpoint['config']
-    except (OSError, RuntimeError, KeyError, EOFError) as err:
+    except (*UNREADABLE_CHECKPOINT_ERRORS, KeyError) as err:
         raise ConfigError(f'cannot start from {config.init_from}: {err}; pass a checkpoint '
                           'written by `seg_tool train`') from err
     if (stored['arch'], stored['num_classes']) != (config.arch, num_classes):
@@ -595,7 +594,7 @@ def _load_average(path: Path) -> dict:
     """Return the ``averaged.pt`` checkpoint in ``path``, or raise ConfigError."""
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=False)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+    except UNREADABLE_CHECKPOINT_ERRORS as err:
         raise ConfigError(f'cannot read {path}: {err}; pass averaged.pt checkpoints written '
                           'by `seg_tool train --average-from`') from err
     keys = set(checkpoint) if isinstance(checkpoint, dict) else set()

@@ -335,12 +335,15 @@ def test_a_run_started_from_a_checkpoint_starts_from_its_weights(run, data, tmp_
     ({'arch': 'fast_wide', 'init_from': 'RUN'}, r'it is fast with \d+ classes, this run '
                                                 r'fast_wide .*pass --arch fast'),
     ({'init_from': 'MISSING'}, 'cannot start from .*missing.pt'),
+    ({'init_from': 'GARBAGE'}, r'cannot start from .*garbage\.pt: .*pass a checkpoint'),
     ({'schedule': 'cosine'}, "unknown schedule 'cosine'; valid: one-cycle, constant"),
     ({'average_from': 3}, r'average from epoch 3 needs to be in 0\.\.2'),
 ])
 def test_bad_start_schedule_and_averaging_settings_are_refused(run, data, tmp_path,
                                                                settings, message):
-    paths = {'RUN': str(run / 'last.pt'), 'MISSING': str(tmp_path / 'missing.pt')}
+    (tmp_path / 'garbage.pt').write_bytes(b'not a checkpoint')
+    paths = {'RUN': str(run / 'last.pt'), 'MISSING': str(tmp_path / 'missing.pt'),
+             'GARBAGE': str(tmp_path / 'garbage.pt')}
     settings = {name: paths.get(value, value) for name, value in settings.items()}
     config = TrainConfig(data=str(data), output=str(tmp_path / 'run'),
                          **{**CONSTANT_RUN, 'epochs': 2, **settings})
