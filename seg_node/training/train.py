@@ -364,11 +364,17 @@ class Trainer:
         with: it then continues as one run of that length would have.
 
         Raises:
-            ConfigError: a setting that defines the run differs from the checkpoint's.
+            ConfigError: ``path`` is not a training state, or a setting that defines the run
+                differs from the checkpoint's.
 
         """
-        state = torch.load(path, map_location='cpu', weights_only=False)
-        stored = {**SETTINGS_OFF_BEFORE_ADDED, **state['train_config']}
+        try:
+            state = torch.load(path, map_location='cpu', weights_only=False)
+            stored = {**SETTINGS_OFF_BEFORE_ADDED, **state['train_config']}
+        except (*UNREADABLE_CHECKPOINT_ERRORS, KeyError, TypeError) as err:
+            raise ConfigError(f'cannot resume {path}: {err} (not a training state written '
+                              'by `seg_tool train`); remove it or train into a new '
+                              '--output') from err
         # A constant learning rate does not depend on the run's length: such a run extends.
         resumable = RESUMABLE_CHANGES | (
             {'epochs'} if stored['schedule'] == self.config.schedule == 'constant' else set())

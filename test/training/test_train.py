@@ -128,6 +128,19 @@ def test_resume_with_a_different_schedule_is_refused_by_name(data, tmp_path):
         train(longer, resume=True)
 
 
+@pytest.mark.parametrize('content', [b'', b'not a checkpoint', 'NO_SETTINGS'])
+def test_resume_from_a_file_that_is_not_a_training_state_says_so(data, tmp_path, content):
+    config = TrainConfig(data=str(data), output=str(tmp_path), arch='fast', epochs=1,
+                         batch_size=2, crop=96, eval_every=0, threads=2)
+    if content == 'NO_SETTINGS':
+        torch.save({'model': {}}, tmp_path / 'last.pt')
+    else:
+        (tmp_path / 'last.pt').write_bytes(content)
+    with pytest.raises(ConfigError, match=r'cannot resume .*last\.pt: .*remove it or train '
+                                          r'into a new --output'):
+        train(config, resume=True)
+
+
 def test_a_checkpoint_older_than_a_setting_ran_without_it(data, tmp_path, capsys):
     config = TrainConfig(data=str(data), output=str(tmp_path), arch='fast', epochs=1,
                          batch_size=2, crop=96, eval_every=0, threads=2, jaccard_weight=0.0)
