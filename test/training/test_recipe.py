@@ -36,6 +36,8 @@ def test_averaging_recipe_continues_the_shipped_recipes_run():
     assert (config.schedule, config.lr, config.epochs, config.average_from) == (
         'constant', 0.0005, 120, 1)
     assert config.init_from == 'runs/fast_fine_s3/last.pt'
+    assert (config.scale_min, config.scale_max) == (0.56, 1.44)
+    assert (first['scale_min'], first['scale_max']) == (0.7, 1.8)
 
 
 def test_defaults_then_recipe_then_overrides(tmp_path: Path):
