@@ -13,6 +13,9 @@ from seg_node.models.deploy import DeployModel
 
 # What torch.load raises for a file it cannot read: missing, truncated, or not a checkpoint.
 UNREADABLE_CHECKPOINT_ERRORS = (OSError, RuntimeError, EOFError, pickle.UnpicklingError)
+# ...and what looking up a checkpoint's entries raises when the file held something else
+# (a dict without them: KeyError; no dict at all: TypeError).
+FOREIGN_CHECKPOINT_ERRORS = (*UNREADABLE_CHECKPOINT_ERRORS, KeyError, TypeError)
 
 
 def load_checkpoint(path: Path) -> tuple[DeployModel, dict]:
@@ -22,7 +25,7 @@ def load_checkpoint(path: Path) -> tuple[DeployModel, dict]:
         config = checkpoint['config']
         network = build_model(config['arch'], config['num_classes'])
         network.load_state_dict(checkpoint['model'])
-    except (*UNREADABLE_CHECKPOINT_ERRORS, KeyError, ValueError) as err:
+    except (*FOREIGN_CHECKPOINT_ERRORS, ValueError) as err:
         raise ModelLoadError(f'cannot load checkpoint {path}: {err}; pass a file written '
                              'by `seg_tool train`') from err
     return DeployModel(network, config['mean'], config['std']).eval(), config

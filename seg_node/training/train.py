@@ -31,7 +31,8 @@ from seg_node.classes import load_classes
 from seg_node.dataset import channel_statistics, class_weights, load_split
 from seg_node.errors import ConfigError
 from seg_node.evaluation import evaluate_frames
-from seg_node.inference.torch import load_checkpoint, TorchBackend, UNREADABLE_CHECKPOINT_ERRORS
+from seg_node.inference.torch import (FOREIGN_CHECKPOINT_ERRORS, load_checkpoint, TorchBackend,
+                                      UNREADABLE_CHECKPOINT_ERRORS)
 from seg_node.metrics import format_table, Scores
 from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
@@ -249,7 +250,7 @@ def _initial_checkpoint(config: TrainConfig, num_classes: int) -> dict | None:
     try:
         checkpoint = torch.load(config.init_from, map_location='cpu', weights_only=False)
         stored = checkpoint['config']
-    except (*UNREADABLE_CHECKPOINT_ERRORS, KeyError) as err:
+    except FOREIGN_CHECKPOINT_ERRORS as err:
         raise ConfigError(f'cannot start from {config.init_from}: {err}; pass a checkpoint '
                           'written by `seg_tool train`') from err
     if (stored['arch'], stored['num_classes']) != (config.arch, num_classes):
@@ -371,7 +372,7 @@ class Trainer:
         try:
             state = torch.load(path, map_location='cpu', weights_only=False)
             stored = {**SETTINGS_OFF_BEFORE_ADDED, **state['train_config']}
-        except (*UNREADABLE_CHECKPOINT_ERRORS, KeyError, TypeError) as err:
+        except FOREIGN_CHECKPOINT_ERRORS as err:
             raise ConfigError(f'cannot resume {path}: {err} (not a training state written '
                               'by `seg_tool train`); remove it or train into a new '
                               '--output') from err

@@ -128,12 +128,14 @@ def test_resume_with_a_different_schedule_is_refused_by_name(data, tmp_path):
         train(longer, resume=True)
 
 
-@pytest.mark.parametrize('content', [b'', b'not a checkpoint', 'NO_SETTINGS'])
+@pytest.mark.parametrize('content', [b'', b'not a checkpoint', 'NO_SETTINGS', 'LIST'])
 def test_resume_from_a_file_that_is_not_a_training_state_says_so(data, tmp_path, content):
     config = TrainConfig(data=str(data), output=str(tmp_path), arch='fast', epochs=1,
                          batch_size=2, crop=96, eval_every=0, threads=2)
     if content == 'NO_SETTINGS':
         torch.save({'model': {}}, tmp_path / 'last.pt')
+    elif content == 'LIST':
+        torch.save([1, 2], tmp_path / 'last.pt')
     else:
         (tmp_path / 'last.pt').write_bytes(content)
     with pytest.raises(ConfigError, match=r'cannot resume .*last\.pt: .*remove it or train '
@@ -349,14 +351,16 @@ def test_a_run_started_from_a_checkpoint_starts_from_its_weights(run, data, tmp_
                                                 r'fast_wide .*pass --arch fast'),
     ({'init_from': 'MISSING'}, 'cannot start from .*missing.pt'),
     ({'init_from': 'GARBAGE'}, r'cannot start from .*garbage\.pt: .*pass a checkpoint'),
+    ({'init_from': 'LIST'}, r'cannot start from .*list\.pt: .*pass a checkpoint'),
     ({'schedule': 'cosine'}, "unknown schedule 'cosine'; valid: one-cycle, constant"),
     ({'average_from': 3}, r'average from epoch 3 needs to be in 0\.\.2'),
 ])
 def test_bad_start_schedule_and_averaging_settings_are_refused(run, data, tmp_path,
                                                                settings, message):
     (tmp_path / 'garbage.pt').write_bytes(b'not a checkpoint')
+    torch.save([1, 2], tmp_path / 'list.pt')
     paths = {'RUN': str(run / 'last.pt'), 'MISSING': str(tmp_path / 'missing.pt'),
-             'GARBAGE': str(tmp_path / 'garbage.pt')}
+             'GARBAGE': str(tmp_path / 'garbage.pt'), 'LIST': str(tmp_path / 'list.pt')}
     settings = {name: paths.get(value, value) for name, value in settings.items()}
     config = TrainConfig(data=str(data), output=str(tmp_path / 'run'),
                          **{**CONSTANT_RUN, 'epochs': 2, **settings})
