@@ -31,8 +31,8 @@ setup(
     tests_require=['pytest'],
     entry_points={
         'console_scripts': [
-            'seg_node = seg_node.node:main',
-            'seg_tool = seg_node.cli:main',
+            'seg_node = seg_node.ros.node:main',
+            'seg_tool = seg_node.tools.cli.main:main',
         ],
     },
 )

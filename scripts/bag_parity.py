@@ -16,8 +16,8 @@ from pathlib import Path
 import cv2
 from rosbags.image import compressed_image_to_cvimage, image_to_cvimage
 
-from seg_node.bags import CAMERA_TOPIC, GROUND_TRUTH_TOPIC, open_bag
-from seg_node.cli import main as seg_tool
+from seg_node.evaluation.bags import CAMERA_TOPIC, GROUND_TRUTH_TOPIC, open_bag
+from seg_node.tools.cli.main import main as seg_tool
 from seg_node.models import DEFAULT_MODEL_PATH
 
 VARIANTS = (('rgb8', ['--encoding', 'rgb8']), ('bgr8', ['--encoding', 'bgr8']),

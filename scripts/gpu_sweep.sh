@@ -20,7 +20,7 @@ stage() {  # stage NAME [train flags...]: one stage, stopped at the deadline
   local name=$1; shift
   local left=$(( deadline - $(date +%s) ))
   (( left > 0 )) || return 1
-  timeout "$left" python3 -m seg_node.cli train --data .gpudata/camvid \
+  timeout "$left" python3 -m seg_node.tools.cli.main train --data .gpudata/camvid \
     --classes seg_node/models/classes.yaml --output "$R/$name" --threads 2 \
     --val-limit 2 --device "${DEVICE:-cuda}" ${TRAIN_LIMIT:+--train-limit $TRAIN_LIMIT} \
     --resume "$@" >> "$R/$name.log" 2>&1

@@ -9,11 +9,11 @@ Tells a resolution limit (thin objects missed, wide ones found) from a recogniti
 import argparse
 from pathlib import Path
 
-from seg_node.classes import classes_beside, load_classes
-from seg_node.cli import DEFAULT_DATA
-from seg_node.dataset import load_split
-from seg_node.inference.base import create_backend
-from seg_node.resolution import recall_by_width
+from seg_node.core.classes import classes_beside, load_classes
+from seg_node.tools.cli.common import DEFAULT_DATA
+from seg_node.evaluation.dataset import load_split
+from seg_node.core.inference.base import create_backend
+from seg_node.evaluation.resolution import recall_by_width
 
 
 def main() -> None:

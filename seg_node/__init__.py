@@ -5,6 +5,8 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 MODELS_DIR = PACKAGE_DIR / 'models'
 FASTDDS_PROFILE_NAME = 'fastdds_large_frames.xml'
+# The camera topic that bags, demos and benchmarks use by default.
+CAMERA_TOPIC = '/camera/image_raw'
 
 
 def config_file(name: str) -> Path:

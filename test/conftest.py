@@ -22,7 +22,7 @@ CAMVID_FIXTURES = FIXTURES / 'camvid'
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Export a randomly initialised `fast` network (seeded) to the ONNX contract."""
     torch = pytest.importorskip('torch')
-    from seg_node.classes import load_classes
+    from seg_node.core.classes import load_classes
     from seg_node.models.architectures import build_model
     from seg_node.models.deploy import DeployModel
     from seg_node.training.export import export_onnx
@@ -37,7 +37,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope='session')
 def camvid_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
     """Return the real CamVid (image, label) fixtures: (H, W, 3) uint8 RGB, (H, W) uint8."""
-    from seg_node.dataset import load_split
+    from seg_node.evaluation.dataset import load_split
     data = load_split(CAMVID_FIXTURES, 'val')
     return list(zip(data.images, data.labels, strict=True))
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from rclpy.parameter import Parameter
 
-from seg_node.node import SegNode
+from seg_node.ros.node import SegNode
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / 'launch' / 'seg_node.launch.py'

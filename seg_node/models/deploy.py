@@ -4,7 +4,7 @@ This wrapper is what ``seg_tool export`` writes to ONNX and what the torch backe
 normalisation, padding to the network stride, softmax, argmax and the max confidence are
 part of the model and never reimplemented by a caller.
 
-The ONNX contract (names, dtypes, shapes) is defined in :mod:`seg_node.inference.contract`.
+The ONNX contract (names, dtypes, shapes) is defined in :mod:`seg_node.core.inference.contract`.
 """
 
 import torch

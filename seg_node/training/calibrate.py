@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seg_node.inference.torch import TorchBackend
-from seg_node.metrics import ConfusionMatrix
+from seg_node.core.inference.torch import TorchBackend
+from seg_node.evaluation.metrics import ConfusionMatrix
 
 DEFAULT_OFFSETS = tuple(np.round(np.linspace(-3.0, 3.0, 25), 3))
 

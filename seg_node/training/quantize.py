@@ -36,13 +36,13 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       QuantType, quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from seg_node.classes import ClassList
-from seg_node.dataset import read_rgb, split_pairs
-from seg_node.errors import ConfigError, ModelLoadError
-from seg_node.evaluation import evaluate_frames, latency_percentiles
-from seg_node.inference.contract import INPUT_NAME, QUANTIZATION_TARGETS
-from seg_node.inference.onnxruntime import OnnxRuntimeBackend
-from seg_node.metrics import ConfusionMatrix, scores_to_dict
+from seg_node.core.classes import ClassList
+from seg_node.evaluation.dataset import read_rgb, split_pairs
+from seg_node.core.errors import ConfigError, ModelLoadError
+from seg_node.evaluation.scoring import evaluate_frames, latency_percentiles
+from seg_node.core.inference.contract import INPUT_NAME, QUANTIZATION_TARGETS
+from seg_node.core.inference.onnxruntime import OnnxRuntimeBackend
+from seg_node.evaluation.metrics import ConfusionMatrix, scores_to_dict
 from seg_node.training.export import operator_report
 
 DEFAULT_CALIBRATION_COUNT = 300

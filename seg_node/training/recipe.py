@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from seg_node.classes import DEFAULT_CLASSES_PATH
-from seg_node.errors import ConfigError
+from seg_node.core.classes import DEFAULT_CLASSES_PATH
+from seg_node.core.errors import ConfigError
 
 
 @dataclass

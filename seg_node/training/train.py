@@ -27,13 +27,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from seg_node.classes import load_classes
-from seg_node.dataset import channel_statistics, class_weights, load_split
-from seg_node.errors import ConfigError
-from seg_node.evaluation import evaluate_frames
-from seg_node.inference.torch import (FOREIGN_CHECKPOINT_ERRORS, load_checkpoint, TorchBackend,
-                                      UNREADABLE_CHECKPOINT_ERRORS)
-from seg_node.metrics import format_table, Scores
+from seg_node.core.classes import load_classes
+from seg_node.evaluation.dataset import channel_statistics, class_weights, load_split
+from seg_node.core.errors import ConfigError
+from seg_node.evaluation.scoring import evaluate_frames
+from seg_node.core.inference.torch import (FOREIGN_CHECKPOINT_ERRORS, load_checkpoint,
+                                           TorchBackend, UNREADABLE_CHECKPOINT_ERRORS)
+from seg_node.evaluation.metrics import format_table, Scores
 from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
 from seg_node.training.augment import augment, AugmentConfig, magnify, paste_objects

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seg_node.inference.onnxruntime import OnnxRuntimeBackend
+from seg_node.core.inference.onnxruntime import OnnxRuntimeBackend
 from seg_node.models import ARCHITECTURE_NAMES
 from seg_node.models.architectures import ARCHITECTURES, build_model, OUTPUT_STRIDE, unpool2
 from seg_node.models.deploy import DeployModel

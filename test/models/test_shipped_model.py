@@ -2,9 +2,9 @@
 
 import pytest
 
-from seg_node.classes import load_classes
-from seg_node.evaluation import evaluate_frames
-from seg_node.inference.onnxruntime import OnnxRuntimeBackend
+from seg_node.core.classes import load_classes
+from seg_node.evaluation.scoring import evaluate_frames
+from seg_node.core.inference.onnxruntime import OnnxRuntimeBackend
 from seg_node.models import DEFAULT_MODEL_PATH
 
 pytest.importorskip('torch')  # operator_report lives with the exporter, which needs torch.

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from seg_node.classes import load_classes
+from seg_node.core.classes import load_classes
 from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
 from seg_node.training.losses import cross_entropy, distillation, LOSS_IGNORE, soft_jaccard

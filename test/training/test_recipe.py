@@ -6,10 +6,10 @@ from pathlib import Path
 import onnx
 import pytest
 
-from seg_node.classes import load_classes
-from seg_node.cli import build_parser, train_config_from_args
-from seg_node.errors import ConfigError
-from seg_node.inference.contract import META_ARCH
+from seg_node.core.classes import load_classes
+from seg_node.tools.cli.main import build_parser, train_config_from_args
+from seg_node.core.errors import ConfigError
+from seg_node.core.inference.contract import META_ARCH
 from seg_node.models import DEFAULT_MODEL_PATH
 from seg_node.training.recipe import load_recipe, make_train_config, TrainConfig
 

@@ -10,15 +10,14 @@ import pytest
 import torch
 
 from conftest import CAMVID_FIXTURES
-from seg_node.classes import load_classes
-from seg_node.cli import main as seg_tool
-from seg_node.errors import ConfigError
+from seg_node.core.classes import load_classes
+from seg_node.tools.cli.main import main as seg_tool
+from seg_node.core.errors import ConfigError
 from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
 from seg_node.training import train as train_module
 from seg_node.training.averaging import accumulate
-from seg_node.training.train import (LOSS_IGNORE, prefetched, train, TrainConfig,
-                                     training_step)
+from seg_node.training.train import (LOSS_IGNORE, prefetched, train, TrainConfig, training_step)
 
 
 @pytest.fixture(scope='module')

@@ -1,5 +1,0 @@
-"""Inference backends behind one interface; see :mod:`seg_node.inference.base`."""
-
-from seg_node.inference.base import BACKENDS, Backend, create_backend, SegResult
-
-__all__ = ['BACKENDS', 'Backend', 'create_backend', 'SegResult']
