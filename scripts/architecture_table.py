@@ -15,7 +15,7 @@ from pathlib import Path
 
 from seg_node.tools.bench import bench_backends
 from seg_node.core.inference.onnxruntime import OnnxRuntimeBackend
-from seg_node.core.inference.torch import load_checkpoint
+from seg_node.models.torch_backend import load_checkpoint
 from seg_node.models.complexity import count_parameters, gflops_at
 from seg_node.training.export import export_onnx
 
