@@ -1,4 +1,4 @@
-"""Print the README's architecture table from finished runs (see compare_architectures.sh).
+"""Print the architecture table of docs/experiments from finished runs (compare_architectures.sh).
 
 For each run folder: val IoU of its last epoch (``val_uncalibrated.json`` from ``seg_tool
 evaluate --model RUN/last.pt`` when present, as for runs trained with ``--eval-every 0``,
