@@ -114,6 +114,16 @@ def test_every_runtime_requirement_has_its_rosdep_key_in_package_xml():
         {name for name in exec_depends if name.startswith('python3-')}
 
 
+def test_every_ros_package_the_node_imports_is_an_exec_depend():
+    installed = packages_distributions()
+    serving = python_files(PACKAGE / 'core') + python_files(PACKAGE / 'ros')
+    imported = top_level(set().union(*(imported_modules(path) for path in serving)))
+    ros = {name for name in imported
+           if any(d.lower().startswith('ros-') for d in installed.get(name, []))}
+    assert {'rclpy', 'sensor_msgs'} <= ros
+    assert ros <= set(package_dependencies()['exec_depend'])
+
+
 def test_every_third_party_import_is_a_requirement_or_an_extra():
     install_requires, extras = setup_requirements()
     assert {'bags', 'train', 'tensorrt'} <= set(extras)
