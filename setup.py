@@ -17,10 +17,13 @@ setup(
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
         ('share/' + package_name + '/config', glob('config/*')),
     ],
-    install_requires=['setuptools', 'numpy', 'onnx', 'onnxruntime', 'opencv-python-headless',
-                      'pyyaml', 'rosbags', 'rosbags-image', 'tqdm'],
+    # What the node imports (ROS packages come from package.xml); seg_tool's other commands
+    # need their extra: bags (make-bag, eval-bag, score-live), train (train, export,
+    # quantize, calibrate-bias, evaluate of checkpoints), tensorrt (GPU inference, engines).
+    install_requires=['numpy', 'onnxruntime', 'opencv-python-headless', 'pyyaml'],
     extras_require={
-        'train': ['torch'],
+        'bags': ['rosbags', 'tqdm'],
+        'train': ['torch', 'onnx', 'tqdm'],
         'tensorrt': ['tensorrt>=10,<11', 'cuda-python>=12.6.1'],
     },
     zip_safe=True,

@@ -16,7 +16,7 @@ import torch
 from seg_node.core.inference.contract import (INPUT_NAME, META_ARCH, META_CLASS_NAMES,
                                               META_INFERENCE_SIZE, OUTPUT_NAMES)
 from seg_node.core.inference.onnxruntime import OnnxRuntimeBackend
-from seg_node.core.inference.torch import TorchBackend
+from seg_node.models.torch_backend import TorchBackend
 from seg_node.models.deploy import DeployModel
 
 OPSET = 17

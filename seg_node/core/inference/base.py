@@ -59,7 +59,7 @@ class Backend(Protocol):
 BACKENDS: dict[str, tuple[str, str]] = {
     'onnxruntime': ('seg_node.core.inference.onnxruntime', 'OnnxRuntimeBackend'),
     'tensorrt': ('seg_node.core.inference.tensorrt', 'TensorRTBackend'),
-    'torch': ('seg_node.core.inference.torch', 'TorchBackend'),
+    'torch': ('seg_node.models.torch_backend', 'TorchBackend'),
 }
 # What the node and eval-bag offer: torch is a development backend only.
 DEPLOY_BACKENDS = ('auto', 'onnxruntime', 'tensorrt')

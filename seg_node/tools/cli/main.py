@@ -124,7 +124,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a checkpoint to ONNX and verify it."""
     from seg_node.evaluation.dataset import load_split
-    from seg_node.core.inference.torch import load_checkpoint
+    from seg_node.models.torch_backend import load_checkpoint
     from seg_node.training.export import export_onnx, verify_export
     classes = load_classes(args.classes)
     model, config = load_checkpoint(args.checkpoint)
@@ -167,7 +167,7 @@ def cmd_complexity(args: argparse.Namespace) -> int:
 def cmd_calibrate_bias(args: argparse.Namespace) -> int:
     """Fit per-class logit offsets for mIoU on training frames; write a new checkpoint."""
     from seg_node.evaluation.dataset import load_split
-    from seg_node.core.inference.torch import TorchBackend
+    from seg_node.models.torch_backend import TorchBackend
     from seg_node.training.calibrate import fit_offsets, sample_pixels, write_offset_checkpoint
     classes = load_classes(args.classes)
     data = load_split(args.data, args.split, args.limit)
