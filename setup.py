@@ -21,7 +21,8 @@ setup(
                       'pyyaml', 'rosbags', 'rosbags-image', 'tqdm'],
     extras_require={
         'train': ['torch'],
-        'tensorrt': ['tensorrt>=10,<11', 'cuda-python>=12.6.1'],
+        # tensorrt 10.x (JetPack 6) or 11.x; TensorRT-RTX (tensorrt-rtx-cu12) works as well
+        'tensorrt': ['tensorrt>=10,<12', 'cuda-python>=12.6.1'],
     },
     zip_safe=True,
     maintainer='seg_node developers',
