@@ -24,7 +24,8 @@ setup(
     extras_require={
         'bags': ['rosbags', 'tqdm'],
         'train': ['torch', 'onnx', 'tqdm'],
-        'tensorrt': ['tensorrt>=10,<11', 'cuda-python>=12.6.1'],
+        # tensorrt 10.x (JetPack 6) or 11.x; TensorRT-RTX (tensorrt-rtx-cu12) works as well
+        'tensorrt': ['tensorrt>=10,<12', 'cuda-python>=12.6.1'],
     },
     zip_safe=True,
     maintainer='seg_node developers',
