@@ -22,6 +22,7 @@ setup(
     extras_require={
         'train': ['torch'],
         'tensorrt': ['tensorrt>=10,<11', 'cuda-python>=12.6.1'],
+        'fleet': ['ray>=2.60', 'matplotlib>=3.11'],
     },
     zip_safe=True,
     maintainer='seg_node developers',
