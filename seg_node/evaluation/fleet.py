@@ -329,8 +329,9 @@ def _start_ray(address: str | None, cpus: int) -> tuple[Any, bool]:
             ray.init(num_cpus=cpus, include_dashboard=False)
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise ConfigError(f'cannot start or join Ray at {address or "a local instance"} '
-                          f'({err}); pass the head node as --address HOST:6379, or leave it '
-                          'out to run locally') from err
+                          f'({err}); pass the head node as --address HOST:6379 (where the '
+                          "cluster uses Ray's token authentication, give this process its "
+                          'token), or leave it out to run locally') from err
     return ray, True
 
 
