@@ -26,6 +26,8 @@ setup(
         'train': ['torch', 'onnx', 'tqdm'],
         # tensorrt 10.x (JetPack 6) or 11.x; TensorRT-RTX (tensorrt-rtx-cu12) works as well
         'tensorrt': ['tensorrt>=10,<12', 'cuda-python>=12.6.1'],
+        # eval-fleet: eval-bag's path on Ray workers, HTML report with matplotlib figures
+        'fleet': ['ray>=2.60', 'matplotlib>=3.11', 'rosbags', 'tqdm'],
     },
     zip_safe=True,
     maintainer='seg_node developers',

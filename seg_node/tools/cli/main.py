@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 
 from seg_node.tools.cli import bags as cli_bags
+from seg_node.tools.cli import fleet as cli_fleet
 from seg_node.tools.cli import tensorrt as cli_tensorrt
 from seg_node.tools.cli.common import DEFAULT_DATA, write_json
 from seg_node.core.classes import DEFAULT_CLASSES_PATH, load_classes
@@ -500,6 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     transport.add_argument('--json')
     transport.set_defaults(func=cmd_bench_transport)
     cli_bags.register(commands)
+    cli_fleet.register(commands)
     cli_tensorrt.register(commands)
     return parser
 
