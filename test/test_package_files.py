@@ -13,6 +13,7 @@ import pytest
 import yaml
 from rclpy.parameter import Parameter
 
+from conftest import wait_for
 from seg_node.ros.node import SegNode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,8 +28,10 @@ def keyword_calls(tree: ast.AST, function: str) -> list[dict[str, ast.AST]]:
 
 @pytest.fixture
 def node(ros_context, tiny_model):
-    return ros_context.add(SegNode(context=ros_context.context, parameter_overrides=[
+    node = ros_context.add(SegNode(context=ros_context.context, parameter_overrides=[
         Parameter('model', value=str(tiny_model))]))
+    assert wait_for(lambda: node.lifecycle_state() == 'active', 30)
+    return node
 
 
 def console_scripts() -> dict[str, str]:
@@ -87,6 +90,6 @@ def test_package_xml_and_setup_agree():
     assert root.get('format') == '3'
     assert root.findtext('export/build_type') == 'ament_python'
     depends = {element.text for element in root.iter('exec_depend')}
-    assert {'rclpy', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs'} <= depends
+    assert {'rclpy', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs', 'lifecycle_msgs'} <= depends
     assert (ROOT / 'resource' / 'seg_node').exists()
     assert set(console_scripts()) == {'seg_node', 'seg_tool'}
