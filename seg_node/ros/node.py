@@ -158,7 +158,7 @@ class SegNode(LifecycleNodeMixin, Node):
         # Counters over the node's life (the slot is replaced at each activation).
         self.received = self.dropped = self.served = self.rejected = 0
         self.inference_failures = 0
-        self.last_failure = ''
+        self.last_failure = ''  # set while the backend fails, cleared by the next success
         self.configure_error: SegNodeError | None = None
         self._autostarting = False
         # Done with the configure error when autostart fails: main() stops spinning and exits.
@@ -461,6 +461,7 @@ class SegNode(LifecycleNodeMixin, Node):
                 self.get_logger().error(f'inference failed: {self.last_failure}',
                                         throttle_duration_sec=1.0)
                 continue
+            self.last_failure = ''
             try:
                 self._publish(msg.header, rgb, result, want_confidence, wanted_classes)
             except Exception as err:  # keep serving whatever one frame does
@@ -505,9 +506,9 @@ class SegNode(LifecycleNodeMixin, Node):
     def diagnostic_status(self) -> DiagnosticStatus:
         """Return the node's status; counts in the message cover the last period.
 
-        ERROR: configure failed or inference raised. WARN (while active): frames dropped or
-        rejected, latency p50 over ``latency_budget_ms``, or no frame for
-        ``input_timeout_s``. OK otherwise; the message names the lifecycle state.
+        ERROR: configure failed, or inference raised on the last frame it ran. WARN (while
+        active): frames dropped or rejected, latency p50 over ``latency_budget_ms``, or no
+        frame for ``input_timeout_s``. OK otherwise; the message names the lifecycle state.
         """
         state = self.lifecycle_state()
         now = time.monotonic()
@@ -525,9 +526,9 @@ class SegNode(LifecycleNodeMixin, Node):
         errors, warnings = [], []
         if self.configure_error is not None:
             errors.append(f'configure failed: {self.configure_error}')
-        if new['failures']:
-            errors.append(f'inference failed on {new["failures"]} frame(s): '
-                          f'{self.last_failure}')
+        if self.last_failure:
+            errors.append(f'inference failing ({new["failures"]} frame(s) in the last '
+                          f'{DIAGNOSTICS_PERIOD_S:g} s): {self.last_failure}')
         if state == 'active':
             if new['dropped']:
                 warnings.append(f'{new["dropped"]} frame(s) dropped (camera faster than '
