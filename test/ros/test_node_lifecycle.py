@@ -23,11 +23,15 @@ class Manager(Probe):
         self.get_state_client = self.create_client(GetState, '/seg_node/get_state')
         self.change_state_client = self.create_client(ChangeState, '/seg_node/change_state')
         self.diagnostics: list[DiagnosticStatus] = []
+        self.discovered: list = []
         self.create_subscription(DiagnosticArray, '/diagnostics',
                                  lambda msg: self.diagnostics.extend(msg.status), 10)
 
     def _call(self, client, request):
-        assert client.wait_for_service(timeout_sec=10)
+        # Wait for discovery once: the services live as long as the node.
+        if client not in self.discovered:
+            assert client.wait_for_service(timeout_sec=10)
+            self.discovered.append(client)
         future = client.call_async(request)
         assert wait_for(future.done, 30)
         return future.result()
