@@ -54,6 +54,7 @@ class NodeSettings:
     input_depth: int
     output_depth: int
     num_threads: int
+    max_image_pixels: int
 
 
 def _descriptor(description: str, **kwargs: object) -> ParameterDescriptor:
@@ -159,17 +160,23 @@ class SegNode(Node):
         self.declare_parameter('num_threads', 0, _descriptor(
             'CPU inference threads; 0: all cores', type=integer, integer_range=[
                 IntegerRange(from_value=0, to_value=256)], **read_only))
+        self.declare_parameter('max_image_pixels', image_codec.DEFAULT_MAX_IMAGE_PIXELS,
+                               _descriptor('frames of more pixels are rejected before decoding',
+                                           type=integer, **read_only))
         value = {name: self.get_parameter(name).value for name in (
             'model', 'classes', 'backend', 'precision', 'build_engine_if_missing',
             'image_transport', 'debayer', 'overlay_alpha',
             'inference_size', 'input_reliability', 'input_depth', 'output_depth',
-            'num_threads')}
+            'num_threads', 'max_image_pixels')}
         model = Path(value['model']).expanduser() if value['model'] else DEFAULT_MODEL_PATH
         classes = Path(value['classes']).expanduser() if value['classes'] else None
         size = tuple(value['inference_size'])
         if len(size) != 2:
             raise ConfigError(f'parameter inference_size={list(size)} is invalid; give '
                               "[height, width], or [0, 0] for the model's training size")
+        if value['max_image_pixels'] < 1:
+            raise ConfigError(f'parameter max_image_pixels={value["max_image_pixels"]} is '
+                              'invalid; give a positive number of pixels')
         return NodeSettings(
             model=model, classes=classes,
             backend=_choice('backend', value['backend'], DEPLOY_BACKENDS),
@@ -182,7 +189,7 @@ class SegNode(Node):
             input_reliability=_choice('input_reliability', value['input_reliability'],
                                       RELIABILITY_CHOICES),
             input_depth=value['input_depth'], output_depth=value['output_depth'],
-            num_threads=value['num_threads'])
+            num_threads=value['num_threads'], max_image_pixels=value['max_image_pixels'])
 
     def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         for parameter in parameters:
@@ -230,7 +237,8 @@ class SegNode(Node):
             self.latencies_s.append(time.perf_counter() - started)
 
     def _serve(self, msg: Image | CompressedImage) -> None:
-        rgb = image_codec.decode(msg, self.settings.debayer)
+        rgb = image_codec.decode(msg, self.settings.debayer, self.settings.max_image_pixels,
+                                 self._decoder_warning)
         height, width = rgb.shape[:2]
         wanted_classes = [i for i, pub in enumerate(self.class_pubs)
                           if pub.get_subscription_count()]
@@ -260,6 +268,10 @@ class SegNode(Node):
             compressed = CompressedImage(header=header, format='mono8; png compressed')
             compressed.data = image_codec.encode_compressed(result.labels, 'png')
             self.compressed_pub.publish(compressed)
+
+    def _decoder_warning(self, text: str) -> None:
+        self.get_logger().warning(f'served a frame its decoder warned about: {text}',
+                                  throttle_duration_sec=1.0)
 
     def _publish_diagnostics(self) -> None:
         latency = latency_percentiles(list(self.latencies_s))
