@@ -61,6 +61,7 @@ class CameraClient(Node):
         self.answered: list[tuple[int, int]] = []
         self.latencies_s: list[float] = []
         self.counters: dict[str, int] = {}
+        self.counters_time = 0.0  # perf_counter() when ``counters`` arrived
         self.create_subscription(Image, LABELS_TOPIC, self._on_labels, QoSProfile(
             depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
@@ -90,9 +91,9 @@ class CameraClient(Node):
         received = time.perf_counter()
         stamp = stamp_key(msg.header)
         with self._lock:
-            self.answered.append(stamp)
             sent = self._sent.pop(stamp, None)
-            if sent is not None:
+            if sent is not None:  # not another node's, nor an answer twice
+                self.answered.append(stamp)
                 self.latencies_s.append(received - sent)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
@@ -100,6 +101,13 @@ class CameraClient(Node):
             if status.name.startswith('seg_node:'):
                 values = {kv.key: kv.value for kv in status.values}
                 self.counters = {name: int(values[key]) for key, name in COUNTERS.items()}
+                self.counters_time = time.perf_counter()
+
+    def settled(self, since: float) -> bool:
+        """Return whether counters sent after ``since`` account for every frame received."""
+        counts = self.counters
+        return self.counters_time > since and counts['received'] == sum(
+            counts[name] for name in ('served', 'dropped', 'rejected'))
 
 
 def camera_frames(data: Path, limit: int, size: tuple[int, int]) -> list[Image]:
@@ -174,9 +182,8 @@ def soak(model: Path, minutes: float, rate: float, size: tuple[int, int], thread
                 periods.append(_period_report(len(periods), end_s, index + 1, client, pid,
                                               latencies_s))
         # the last answers, then a /diagnostics message (1 Hz) counting every frame
-        wait_until(lambda: client.counters.get('received', 0) >= total
-                   and sum(client.counters[k] for k in ('served', 'dropped', 'rejected'))
-                   >= total, 5.0, session.node)
+        last_sent = time.perf_counter()
+        wait_until(lambda: client.settled(last_sent + 0.2), 10.0, session.node)
         periods.append(_period_report(len(periods), total / rate, total, client, pid,
                                       latencies_s))
         end_memory = process_memory_mb(pid)
@@ -188,6 +195,7 @@ def soak(model: Path, minutes: float, rate: float, size: tuple[int, int], thread
         'benchmark': 'soak', 'model': str(model), 'threads': threads, 'minutes': minutes,
         'rate_hz': rate, 'frame_size': list(size), 'frames_sent': total,
         'frames_answered': answered, 'node_counters': counters,
+        'lost_before_the_node': total - counters.get('received', 0),
         'latency_ms': latency_percentiles(latencies_s),
         'start_rss_mb': start_memory['rss_mb'], 'end_rss_mb': end_memory['rss_mb'],
         'peak_rss_mb': end_memory['peak_rss_mb'],

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
-from hostile_inputs import (grey_png, jpeg_bomb, malformed_compressed, malformed_images,
-                            png_bomb, SOF0)
 from seg_node.core.errors import ImageError
 from seg_node.core.image_codec import (DEFAULT_MAX_IMAGE_PIXELS, decode, decode_compressed,
                                        decode_compressed_mono8, decode_image,
                                        encode_compressed, ImageSize, read_image_size)
+from seg_node.tools.hostile_inputs import (grey_png, jpeg_bomb, malformed_compressed,
+                                           malformed_images, png_bomb, SOF0)
 
 BUDGET = r'exceeds max_image_pixels {limit}; raise the max_image_pixels parameter to accept it$'
 

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
-from hostile_inputs import jpeg_bomb, malformed_compressed, malformed_images, png_bomb
 from seg_node import CAMERA_TOPIC
 from seg_node.core.image_codec import encode_compressed
 from seg_node.core.pipeline import DEFAULT_BUFFER_BYTES
+from seg_node.tools.hostile_inputs import (jpeg_bomb, malformed_compressed, malformed_images,
+                                           png_bomb)
 from seg_node.tools.ros_client import FrameClient, live_session, wait_until
 from seg_node.tools.soak import CameraClient, process_memory_mb
 

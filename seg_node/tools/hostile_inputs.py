@@ -1,4 +1,4 @@
-"""Hostile camera input for tests: decompression bombs and generated malformed messages."""
+"""Hostile camera input for tests and measurements: decompression bombs, malformed messages."""
 
 import struct
 import zlib
