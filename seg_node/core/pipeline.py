@@ -2,9 +2,11 @@
 
 The frame is resized to the inference size (if it differs), the backend runs once, and the
 outputs are resized back: labels with exact nearest-neighbour (class ids are never blended),
-confidences bilinearly. Resize buffers are allocated once per frame size.
+confidences bilinearly. Resize buffers are allocated once per frame size; those of earlier
+frame sizes are kept only while they fit a byte budget.
 """
 
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,30 +17,53 @@ from seg_node.core.classes import ClassList, classes_beside, load_classes
 from seg_node.core.errors import ConfigError
 from seg_node.core.inference.base import Backend, create_backend, SegResult
 
+# Largest inference size accepted: one 4K UHD frame. The bundled model needs ~1.2 GB there
+# (ONNX Runtime, measured), and the network's cost grows with the pixel count.
+MAX_INFERENCE_PIXELS = 3840 * 2160
+# Bytes of resize buffers kept for frame sizes other than the current one.
+DEFAULT_BUFFER_BYTES = 128 * 2**20
+
 
 class Segmenter:
     """Runs a backend on frames of any size at a fixed inference size."""
 
-    def __init__(self, backend: Backend, inference_size: tuple[int, int] | None) -> None:
+    def __init__(self, backend: Backend, inference_size: tuple[int, int] | None,
+                 buffer_bytes: int = DEFAULT_BUFFER_BYTES) -> None:
         """Create the pipeline.
 
         Args:
             backend: the inference backend.
             inference_size: (H, W) the network sees; None runs frames at their own size.
+            buffer_bytes: resize buffers of frame sizes other than the current one are
+                dropped, least recently used first, once all buffers take more bytes.
 
         """
         self.backend = backend
         self.inference_size = inference_size
-        self._buffers: dict[tuple, np.ndarray] = {}
+        self.buffer_bytes = buffer_bytes
+        self._input: np.ndarray | None = None  # (*inference_size, 3) uint8
+        # frame (H, W) -> output name -> array at that size; least recently used first
+        self._buffers: OrderedDict[tuple[int, int], dict[str, np.ndarray]] = OrderedDict()
 
-    def _buffer(self, key: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
-        index = (key, shape)
-        buffer = self._buffers.get(index)
-        if buffer is None:
-            if len(self._buffers) > 16:
-                self._buffers.clear()
-            buffer = self._buffers[index] = np.empty(shape, dtype)
-        return buffer
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held by the resize buffers of all kept frame sizes."""
+        return sum(array.nbytes for group in self._buffers.values() for array in group.values())
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        """Return the reusable ``name`` output array for a frame of (H, W) = shape[-2:]."""
+        size = shape[-2:]
+        group = self._buffers.get(size)
+        if group is None:
+            group = self._buffers[size] = {}
+        else:
+            self._buffers.move_to_end(size)
+        array = group.get(name)
+        if array is None or array.shape != shape:
+            array = group[name] = np.empty(shape, dtype)
+            while len(self._buffers) > 1 and self.buffered_bytes > self.buffer_bytes:
+                self._buffers.popitem(last=False)
+        return array
 
     def segment(self, rgb: np.ndarray, confidence: bool = True,
                 probabilities: bool = False) -> SegResult:
@@ -57,8 +82,9 @@ class Segmenter:
         size = self.inference_size
         if size is None or size == (height, width):
             return self.backend.infer(np.ascontiguousarray(rgb), confidence, probabilities)
-        small = cv2.resize(rgb, (size[1], size[0]),
-                           dst=self._buffer('input', (*size, 3), np.uint8),
+        if self._input is None:
+            self._input = np.empty((*size, 3), np.uint8)
+        small = cv2.resize(rgb, (size[1], size[0]), dst=self._input,
                            interpolation=cv2.INTER_AREA)
         result = self.backend.infer(small, confidence, probabilities)
         full = (width, height)
@@ -80,15 +106,21 @@ class Segmenter:
 
 
 def check_inference_size(inference_size: tuple[int, ...] | None) -> None:
-    """Refuse an inference size that is not (height, width) of at least 16 pixels each.
+    """Refuse an inference size that is not (height, width) of 16 to MAX_INFERENCE_PIXELS.
 
     Raises:
         ConfigError: naming the size and what is accepted.
 
     """
-    if inference_size is not None and (len(inference_size) != 2 or min(inference_size) < 16):
+    if inference_size is None:
+        return
+    if len(inference_size) != 2 or min(inference_size) < 16:
         raise ConfigError(f'inference size {list(inference_size)} is invalid; give height and '
                           'width of at least 16 each')
+    height, width = inference_size
+    if height * width > MAX_INFERENCE_PIXELS:
+        raise ConfigError(f'inference size {list(inference_size)} is {height * width} pixels; '
+                          f'accepted: at most {MAX_INFERENCE_PIXELS} (3840x2160)')
 
 
 def load_segmenter(model: Path, classes_path: Path | None = None, backend: str = 'auto',

@@ -44,7 +44,7 @@ from seg_node.core.errors import ConfigError, SegNodeError
 from seg_node.core.frame_slot import FrameSlot
 from seg_node.core.inference.base import DEPLOY_BACKENDS, SegResult
 from seg_node.core.inference.engine_cache import PRECISIONS
-from seg_node.core.pipeline import load_segmenter
+from seg_node.core.pipeline import check_inference_size, load_segmenter, MAX_INFERENCE_PIXELS
 from seg_node.core.render import Renderer
 from seg_node.evaluation.scoring import latency_percentiles
 from seg_node.models import DEFAULT_MODEL_PATH
@@ -52,9 +52,6 @@ from seg_node.ros.messages import OutputImage
 from seg_node.ros.qos import choose_reliability, input_qos, output_qos, RELIABILITY_CHOICES
 
 TRANSPORTS = ('raw', 'compressed')
-# Largest inference_size side: far above any camera the model is meant for, small enough
-# that the network's buffers (11 classes x H x W float32) cannot exhaust memory.
-MAX_INFERENCE_SIDE = 4096
 DIAGNOSTICS_PERIOD_S = 1.0
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
@@ -76,6 +73,9 @@ class NodeSettings:
     input_depth: int
     output_depth: int
     num_threads: int
+    max_image_pixels: int
+    engine_cache_dir: str
+    tensorrt_module: str
     autostart: bool
 
 
@@ -90,16 +90,17 @@ def _check_inference_size(value: list[int]) -> tuple[int, int] | None:
     """Return (H, W), or None for [0, 0] (the model's training size).
 
     Raises:
-        ConfigError: not two sides, or a side below 16 or above MAX_INFERENCE_SIDE.
+        ConfigError: not two sides, a side below 16, or more pixels than the pipeline's cap.
 
     """
     size = tuple(value)
     if size == (0, 0):
         return None
-    if len(size) != 2 or not all(16 <= side <= MAX_INFERENCE_SIDE for side in size):
-        raise ConfigError(f'parameter inference_size={list(size)} is invalid; give [height, '
-                          f'width] of 16 to {MAX_INFERENCE_SIDE} each, or [0, 0] for the '
-                          "model's training size")
+    try:
+        check_inference_size(size)
+    except ConfigError as err:
+        raise ConfigError(f'parameter inference_size={list(size)} is invalid ({err}); give '
+                          "[height, width], or [0, 0] for the model's training size") from err
     return size
 
 
@@ -225,8 +226,8 @@ class SegNode(LifecycleNodeMixin, Node):
                     FloatingPointRange(from_value=0.0, to_value=1.0)]),
             'inference_size': self._declare(
                 'inference_size', [0, 0], "[H, W] the network sees; [0, 0]: the model's "
-                'training size', f'give [height, width] of 16 to {MAX_INFERENCE_SIDE} each, '
-                "or [0, 0] for the model's training size",
+                'training size', f'give [height, width] of at least 16 each and at most '
+                f"{MAX_INFERENCE_PIXELS} pixels, or [0, 0] for the model's training size",
                 type=Parameter.Type.INTEGER_ARRAY.value, **read_only),
             'input_reliability': self._declare(
                 'input_reliability', 'auto', 'auto (match the camera publishers) | reliable '
@@ -237,6 +238,16 @@ class SegNode(LifecycleNodeMixin, Node):
                                                   'output publishers queue depth'),
             'num_threads': self._declare_integer('num_threads', 0, 256, 0,
                                                  'CPU inference threads; 0: all cores'),
+            'max_image_pixels': self._declare_integer(
+                'max_image_pixels', 1, 2**40, image_codec.DEFAULT_MAX_IMAGE_PIXELS,
+                'frames of more pixels are rejected before decoding'),
+            'engine_cache_dir': self._declare(
+                'engine_cache_dir', '', 'TensorRT engine folder; empty: $ROS_HOME/seg_node/'
+                'engines, else $XDG_CACHE_HOME/seg_node/engines, else ~/.ros/seg_node/engines',
+                text, **string),
+            'tensorrt_module': self._declare(
+                'tensorrt_module', '', 'TensorRT module: tensorrt | tensorrt_rtx; empty: '
+                'whichever is installed (tensorrt first)', text, **string),
             'autostart': self._declare(
                 'autostart', True, 'configure and activate by itself once spinning; false: '
                 'wait for a lifecycle manager', 'give true or false',
@@ -265,7 +276,10 @@ class SegNode(LifecycleNodeMixin, Node):
             input_reliability=_choice('input_reliability', value['input_reliability'],
                                       RELIABILITY_CHOICES),
             input_depth=value['input_depth'], output_depth=value['output_depth'],
-            num_threads=value['num_threads'], autostart=value['autostart'])
+            num_threads=value['num_threads'], max_image_pixels=value['max_image_pixels'],
+            engine_cache_dir=value['engine_cache_dir'],
+            tensorrt_module=value['tensorrt_module'],
+            autostart=value['autostart'])
 
     def _declare_integer(self, name: str, low: int, high: int, default: int,
                          description: str) -> int:
@@ -306,7 +320,9 @@ class SegNode(LifecycleNodeMixin, Node):
             segmenter, classes = load_segmenter(
                 settings.model, settings.classes, settings.backend, settings.num_threads,
                 settings.inference_size, {'precision': settings.precision,
-                                          'build_engine_if_missing': settings.build_engine},
+                                          'build_engine_if_missing': settings.build_engine,
+                                          'engine_cache_dir': settings.engine_cache_dir,
+                                          'tensorrt_module': settings.tensorrt_module},
                 log=log)
         except SegNodeError as err:
             self.configure_error = err
@@ -442,7 +458,8 @@ class SegNode(LifecycleNodeMixin, Node):
         while (msg := slot.take()) is not None:
             started = time.perf_counter()
             try:
-                rgb = image_codec.decode(msg, self.settings.debayer)
+                rgb = image_codec.decode(msg, self.settings.debayer,
+                                         self.settings.max_image_pixels, self._decoder_warning)
             except SegNodeError as err:
                 self._reject(self.get_logger().warning, str(err))
                 continue
@@ -469,6 +486,10 @@ class SegNode(LifecycleNodeMixin, Node):
                 continue
             self.served += 1
             self.latencies_s.append(time.perf_counter() - started)
+
+    def _decoder_warning(self, text: str) -> None:
+        self.get_logger().warning(f'served a frame its decoder warned about: {text}',
+                                  throttle_duration_sec=1.0)
 
     def _reject(self, log: Callable[..., object], reason: str) -> None:
         self.rejected += 1

@@ -401,7 +401,8 @@ def test_mono8_png_keeps_class_ids(make: Callable[..., Any], label: np.ndarray) 
     ('payload', 'pattern'),
     [
         ('label_jpeg', r"^CompressedImage \(format 'png'\) holds JPEG, which changes pixel"),
-        ('rgb_png', r'^cannot decode \d+ bytes .* as one 8-bit channel; accepted: 8-bit grey'),
+        ('rgb_png', r'^cannot decode \d+ bytes .* as one 8-bit channel: it decodes to uint8 '
+                    r'\(360, 480, 3\); accepted: 8-bit grey'),
         ('grey16_png', r'as one 8-bit channel'),
         ('empty', r'^cannot decode 0 bytes'),
     ],

@@ -1,9 +1,13 @@
-"""Segmenter: inference-size resizing, nearest-neighbour labels, buffer reuse."""
+"""Segmenter: inference-size resizing, nearest-neighbour labels, bounded buffer reuse."""
+
+import re
 
 import numpy as np
+import pytest
 
+from seg_node.core.errors import ConfigError
 from seg_node.core.inference.base import SegResult
-from seg_node.core.pipeline import Segmenter
+from seg_node.core.pipeline import check_inference_size, Segmenter
 
 
 class StripesBackend:
@@ -50,3 +54,35 @@ def test_same_size_frames_pass_straight_through_and_buffers_are_reused():
     assert np.shares_memory(big, again)
     assert Segmenter(backend, None).segment(np.zeros((8, 12, 3), np.uint8)).labels.shape == (
         8, 12)
+
+
+def test_buffers_of_earlier_frame_sizes_are_bounded_in_bytes():
+    segmenter = Segmenter(StripesBackend(), (30, 40), buffer_bytes=2_000_000)
+    current = 0
+    for side in range(100, 400, 7):  # 43 frame sizes, each (side, side)
+        result = segmenter.segment(np.zeros((side, side, 3), np.uint8), probabilities=True)
+        current = result.labels.nbytes + result.confidence.nbytes + result.probabilities.nbytes
+        assert segmenter.buffered_bytes <= max(2_000_000, current)
+    # the largest frame's own buffers (11 + 1 float32 planes and labels) exceed the budget
+    assert segmenter.buffered_bytes == current == 394 * 394 * (12 * 4 + 1)
+    again = segmenter.segment(np.zeros((394, 394, 3), np.uint8), probabilities=True)
+    assert np.shares_memory(again.probabilities, result.probabilities)
+    small = segmenter.segment(np.zeros((100, 100, 3), np.uint8)).labels
+    segmenter.segment(np.zeros((101, 100, 3), np.uint8))
+    assert np.shares_memory(small, segmenter.segment(np.zeros((100, 100, 3), np.uint8)).labels)
+
+
+@pytest.mark.parametrize('size, words', [
+    ((8, 8), 'at least 16 each'),
+    ((360,), 'at least 16 each'),
+    ((100000, 100000), 'is 10000000000 pixels; accepted: at most 8294400 (3840x2160)'),
+    ((2161, 3840), 'is 8298240 pixels'),
+])
+def test_inference_size_is_capped(size, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        check_inference_size(size)
+
+
+def test_inference_size_up_to_4k_is_accepted():
+    check_inference_size((2160, 3840))
+    check_inference_size((16, 518400))

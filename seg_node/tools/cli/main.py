@@ -271,6 +271,15 @@ def cmd_bench_transport(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_soak(args: argparse.Namespace) -> int:
+    """Feed seg_node frames at a rate for minutes; report counts, memory and latency (JSON)."""
+    from seg_node.tools.soak import soak
+    result = soak(args.model, args.minutes, args.rate, tuple(args.size), args.threads,
+                  args.data, args.limit, args.period)
+    write_json(args.json, result)
+    return 0 if result['node_exit_status'] == 0 else 1
+
+
 def _add_labelled_data_arguments(parser: argparse.ArgumentParser, split: str,
                                  split_help: str | None = None) -> None:
     """Add --data, --split, --limit and --classes: the labelled frames a command reads."""
@@ -500,6 +509,23 @@ def build_parser() -> argparse.ArgumentParser:
     transport.add_argument('--rate', type=float, default=3.0)
     transport.add_argument('--json')
     transport.set_defaults(func=cmd_bench_transport)
+    soak = commands.add_parser(
+        'soak', help='seg_node fed CamVid frames at a rate for minutes: served/dropped/'
+                     'rejected, memory and latency per period (JSON)')
+    soak.add_argument('--model', type=Path, default=DEFAULT_MODEL_PATH)
+    soak.add_argument('--minutes', type=float, default=10.0)
+    soak.add_argument('--rate', type=float, default=10.0, help='frames per second')
+    soak.add_argument('--size', type=int, nargs=2, default=(480, 640),
+                      metavar=('HEIGHT', 'WIDTH'), help='frames are resized to this size')
+    soak.add_argument('--threads', type=int, default=2, help="the node's num_threads")
+    soak.add_argument('--data', type=Path,
+                      help='CamVid-format folder whose val frames are sent (default: the '
+                           'bundled sample)')
+    soak.add_argument('--limit', type=int, default=30, help='val frames loaded, sent in turn')
+    soak.add_argument('--period', type=float, default=60.0,
+                      help='seconds per report period (default: a minute)')
+    soak.add_argument('--json', help='write the JSON here (default: stdout)')
+    soak.set_defaults(func=cmd_soak)
     cli_bags.register(commands)
     cli_fleet.register(commands)
     cli_tensorrt.register(commands)
