@@ -1,11 +1,12 @@
-"""From an RGB frame to outputs at the camera's size: the one path the node and eval-bag share.
+"""From RGB frames to outputs at each camera's size: the one path the node and eval-bag share.
 
-The frame is resized to the inference size (if it differs), the backend runs once, and the
-outputs are resized back: labels with exact nearest-neighbour (class ids are never blended),
-confidences bilinearly. Resize buffers are allocated once per frame size.
+Frames are resized to the inference size (if it differs) straight into one preallocated
+(N, H, W, 3) batch, the backend runs once per batch, and the outputs are resized back:
+labels with exact nearest-neighbour (class ids are never blended), confidences bilinearly.
+Buffers are allocated once per size and reused; each stage is timed in ``times``.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -14,31 +15,44 @@ import numpy as np
 from seg_node.core.classes import ClassList, classes_beside, load_classes
 from seg_node.core.errors import ConfigError
 from seg_node.core.inference.base import Backend, create_backend, SegResult
+from seg_node.core.stage_times import StageTimes
+
+# More cached buffers than this (many frame sizes seen) and the cache starts afresh.
+_MAX_BUFFERS = 64
 
 
 class Segmenter:
-    """Runs a backend on frames of any size at a fixed inference size."""
+    """Runs a backend on frames of any size at a fixed inference size, batched."""
 
     def __init__(self, backend: Backend, inference_size: tuple[int, int] | None) -> None:
         """Create the pipeline.
 
         Args:
             backend: the inference backend.
-            inference_size: (H, W) the network sees; None runs frames at their own size.
+            inference_size: (H, W) the network sees; None runs frames at their own size
+                (frames of different sizes then go in separate backend calls).
 
         """
         self.backend = backend
         self.inference_size = inference_size
+        self.times = StageTimes()
         self._buffers: dict[tuple, np.ndarray] = {}
 
-    def _buffer(self, key: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    def _buffer(self, key: tuple, shape: tuple[int, ...], dtype: type) -> np.ndarray:
         index = (key, shape)
         buffer = self._buffers.get(index)
         if buffer is None:
-            if len(self._buffers) > 16:
+            if len(self._buffers) > _MAX_BUFFERS:
                 self._buffers.clear()
             buffer = self._buffers[index] = np.empty(shape, dtype)
         return buffer
+
+    def _input_batch(self, size: tuple[int, int], count: int) -> np.ndarray:
+        """Return a (count, H, W, 3) uint8 view of the batch buffer for ``size``."""
+        buffer = self._buffers.get(('input', size))
+        if buffer is None or buffer.shape[0] < count:
+            buffer = self._buffers[('input', size)] = np.empty((count, *size, 3), np.uint8)
+        return buffer[:count]
 
     def segment(self, rgb: np.ndarray, confidence: bool = True,
                 probabilities: bool = False) -> SegResult:
@@ -53,30 +67,92 @@ class Segmenter:
             Outputs at the frame's (H, W); the arrays are reused by the next call.
 
         """
-        height, width = rgb.shape[:2]
-        size = self.inference_size
-        if size is None or size == (height, width):
-            return self.backend.infer(np.ascontiguousarray(rgb), confidence, probabilities)
-        small = cv2.resize(rgb, (size[1], size[0]),
-                           dst=self._buffer('input', (*size, 3), np.uint8),
-                           interpolation=cv2.INTER_AREA)
-        result = self.backend.infer(small, confidence, probabilities)
+        return self.segment_batch([rgb], confidence, probabilities)[0]
+
+    def segment_batch(self, frames: Sequence[np.ndarray], confidence: bool = True,
+                      probabilities: bool = False,
+                      into: Sequence[SegResult] | None = None) -> list[SegResult]:
+        """Segment frames of any sizes in as few backend calls as the backend takes.
+
+        Args:
+            frames: (H_i, W_i, 3) uint8 RGB frames, e.g. one per camera.
+            confidence: also return (H_i, W_i) float32 max-probability maps.
+            probabilities: also return (K, H_i, W_i) float32 class probabilities.
+            into: per frame, arrays at that frame's size to write the outputs into (e.g.
+                views of output messages): labels (H_i, W_i) uint8, plus confidence and
+                probabilities when asked for. None: buffers reused by the next call.
+
+        Returns:
+            One result per frame, in order, at that frame's size.
+
+        """
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, frame in enumerate(frames):
+            size = self.inference_size or frame.shape[:2]
+            groups.setdefault(tuple(size), []).append(index)
+        results: list[SegResult | None] = [None] * len(frames)
+        step = self.backend.max_batch
+        for size, indices in groups.items():
+            for start in range(0, len(indices), step):
+                chunk = indices[start:start + step]
+                outputs = self._run(size, [frames[i] for i in chunk], confidence,
+                                    probabilities,
+                                    [into[i] for i in chunk] if into is not None else None)
+                for index, result in zip(chunk, outputs, strict=True):
+                    results[index] = result
+        return results
+
+    def _run(self, size: tuple[int, int], frames: list[np.ndarray], confidence: bool,
+             probabilities: bool, into: list[SegResult] | None) -> list[SegResult]:
+        """Run one backend call on ``frames``, all resized to ``size``."""
+        count = len(frames)
+        with self.times.time('resize', count):
+            if count == 1 and frames[0].shape[:2] == size:
+                batch = np.ascontiguousarray(frames[0])[None]  # a view when contiguous
+            else:
+                batch = self._input_batch(size, count)
+                for frame, slot in zip(frames, batch, strict=True):
+                    if frame.shape[:2] == size:
+                        np.copyto(slot, frame)
+                    else:
+                        cv2.resize(frame, (size[1], size[0]), dst=slot,
+                                   interpolation=cv2.INTER_AREA)
+        with self.times.time('backend', count):
+            network = self.backend.infer_batch(batch, confidence, probabilities)
+        with self.times.time('resize_back', count):
+            return [self._resize_back(network, position, frame.shape[:2],
+                                      into[position] if into is not None else None,
+                                      confidence, probabilities)
+                    for position, frame in enumerate(frames)]
+
+    def _resize_back(self, network: SegResult, position: int, shape: tuple[int, int],
+                     into: SegResult | None, confidence: bool,
+                     probabilities: bool) -> SegResult:
+        """Bring frame ``position`` of the batch outputs to the camera ``shape`` (H, W)."""
+        labels = network.labels[position]
+        max_probability = network.confidence[position] if confidence else None
+        class_probability = network.probabilities[position] if probabilities else None
+        if labels.shape == shape and into is None:
+            return SegResult(labels, max_probability, class_probability)
+        height, width = shape
+        if into is None:
+            into = SegResult(
+                self._buffer(('labels', position), shape, np.uint8),
+                self._buffer(('confidence', position), shape, np.float32) if confidence
+                else None,
+                self._buffer(('probabilities', position),
+                             (class_probability.shape[0], *shape), np.float32)
+                if probabilities else None)
         full = (width, height)
-        labels = cv2.resize(result.labels, full,
-                            dst=self._buffer('labels', (height, width), np.uint8),
-                            interpolation=cv2.INTER_NEAREST_EXACT)
-        max_probability = class_probability = None
+        cv2.resize(labels, full, dst=into.labels, interpolation=cv2.INTER_NEAREST_EXACT)
         if confidence:
-            max_probability = cv2.resize(
-                result.confidence, full,
-                dst=self._buffer('confidence', (height, width), np.float32),
-                interpolation=cv2.INTER_LINEAR)
+            cv2.resize(max_probability, full, dst=into.confidence,
+                       interpolation=cv2.INTER_LINEAR)
         if probabilities:
-            class_probability = self._buffer(
-                'probabilities', (result.probabilities.shape[0], height, width), np.float32)
-            for channel, plane in zip(class_probability, result.probabilities, strict=True):
+            for channel, plane in zip(into.probabilities, class_probability, strict=True):
                 cv2.resize(plane, full, dst=channel, interpolation=cv2.INTER_LINEAR)
-        return SegResult(labels, max_probability, class_probability)
+        return SegResult(into.labels, into.confidence if confidence else None,
+                         into.probabilities if probabilities else None)
 
 
 def check_inference_size(inference_size: tuple[int, ...] | None) -> None:

@@ -11,18 +11,22 @@ class StripesBackend:
 
     name = 'stripes'
 
-    def __init__(self) -> None:
+    def __init__(self, max_batch: int = 8) -> None:
+        self.max_batch = max_batch
         self.seen: list[tuple[int, int]] = []
+        self.batches: list[int] = []
 
-    def infer(self, image, confidence=True, probabilities=False):
-        height, width = image.shape[:2]
-        self.seen.append((height, width))
+    def infer_batch(self, images, confidence=True, probabilities=False):
+        count, height, width = images.shape[:3]
+        self.seen += [(height, width)] * count
+        self.batches.append(count)
         labels = np.broadcast_to((np.arange(width) // 4 % 11).astype(np.uint8),
-                                 (height, width)).copy()
-        probs = np.zeros((11, height, width), np.float32)
-        np.put_along_axis(probs, labels[None].astype(np.int64), 1.0, axis=0)
-        return SegResult(labels, np.full((height, width), 0.5, np.float32) if confidence
-                         else None, probs if probabilities else None)
+                                 (count, height, width)).copy()
+        labels[:, 0, 0] = images[:, 0, 0, 0] % 11  # which frame this is
+        probs = np.zeros((count, 11, height, width), np.float32)
+        np.put_along_axis(probs, labels[:, None].astype(np.int64), 1.0, axis=1)
+        return SegResult(labels, np.full((count, height, width), 0.5, np.float32)
+                         if confidence else None, probs if probabilities else None)
 
 
 def test_frames_are_resized_to_inference_size_and_labels_back_without_blending():
@@ -33,7 +37,7 @@ def test_frames_are_resized_to_inference_size_and_labels_back_without_blending()
     assert result.labels.shape == (120, 160) and result.labels.dtype == np.uint8
     # every output column maps to the nearest inference column: 4x upscaling of stripes
     expected_row = (np.arange(160) // 4 // 4 % 11).astype(np.uint8)
-    np.testing.assert_array_equal(result.labels, np.broadcast_to(expected_row, (120, 160)))
+    np.testing.assert_array_equal(result.labels[4:], np.broadcast_to(expected_row, (116, 160)))
     assert set(np.unique(result.labels)) <= set(range(11))
     np.testing.assert_allclose(result.confidence, 0.5)
     assert result.probabilities.shape == (11, 120, 160)
@@ -50,3 +54,38 @@ def test_same_size_frames_pass_straight_through_and_buffers_are_reused():
     assert np.shares_memory(big, again)
     assert Segmenter(backend, None).segment(np.zeros((8, 12, 3), np.uint8)).labels.shape == (
         8, 12)
+
+
+def test_a_batch_of_two_sizes_runs_in_one_call_and_writes_into_given_arrays():
+    backend = StripesBackend(max_batch=2)
+    segmenter = Segmenter(backend, (30, 40))
+    frames = [np.full((120, 160, 3), 1, np.uint8), np.full((60, 80, 3), 2, np.uint8),
+              np.full((30, 40, 3), 3, np.uint8)]
+    into = SegResult(np.zeros((60, 80), np.uint8), np.zeros((60, 80), np.float32),
+                     np.zeros((11, 60, 80), np.float32))
+    results = segmenter.segment_batch(frames, probabilities=True, into=None)
+    assert backend.batches == [2, 1] and backend.seen == [(30, 40)] * 3
+    assert [r.labels.shape for r in results] == [(120, 160), (60, 80), (30, 40)]
+    assert [int(r.labels[0, 0]) for r in results] == [1, 2, 3]  # each frame's own outputs
+    expected_row = (np.arange(80) // 2 // 4 % 11).astype(np.uint8)
+    np.testing.assert_array_equal(results[1].labels[2:], np.broadcast_to(expected_row, (58, 80)))
+    assert results[0].probabilities.shape == (11, 120, 160)
+    np.testing.assert_allclose(results[0].probabilities.sum(axis=0), 1.0, atol=1e-6)
+    written = segmenter.segment_batch(frames[1:2], probabilities=True,
+                                      into=[into])[0]
+    assert written.labels is into.labels and written.probabilities is into.probabilities
+    np.testing.assert_array_equal(into.labels, results[1].labels)
+    np.testing.assert_allclose(into.confidence, 0.5)
+    assert set(segmenter.times.per_frame_ms()) == {'receive', 'resize', 'backend',
+                                                   'resize_back', 'publish'}
+    assert segmenter.times.per_frame_ms()['backend'] > 0
+
+
+def test_frames_run_at_their_own_size_go_in_one_call_per_size():
+    backend = StripesBackend()
+    frames = [np.zeros((8, 12, 3), np.uint8), np.zeros((16, 12, 3), np.uint8),
+              np.zeros((8, 12, 3), np.uint8)]
+    results = Segmenter(backend, None).segment_batch(frames, confidence=False)
+    assert backend.batches == [2, 1] and backend.seen == [(8, 12), (8, 12), (16, 12)]
+    assert [r.labels.shape for r in results] == [(8, 12), (16, 12), (8, 12)]
+    assert results[0].confidence is None

@@ -377,7 +377,7 @@ def test_cached_engine_runs_with_buffers_per_shape_and_only_asked_outputs(
     assert backend.infer(small, confidence=False).labels.shape == (240, 320)
     assert len(fake_runtime.buffers) == 8
     assert [call[0] for call in fake_runtime.calls].count('malloc') == 8
-    with pytest.raises(ConfigError, match='outside the engine profile 240x320..360x480'):
+    with pytest.raises(ConfigError, match='outside the engine profile 1x240x320..1x360x480'):
         backend.infer(np.zeros((200, 320, 3), np.uint8))
     backend.close()
     assert fake_runtime.buffers == {} and fake_runtime.calls[-1] == ('destroy', 7)
