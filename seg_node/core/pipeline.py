@@ -79,8 +79,9 @@ class Segmenter:
             confidence: also return (H_i, W_i) float32 max-probability maps.
             probabilities: also return (K, H_i, W_i) float32 class probabilities.
             into: per frame, arrays at that frame's size to write the outputs into (e.g.
-                views of output messages): labels (H_i, W_i) uint8, plus confidence and
-                probabilities when asked for. None: buffers reused by the next call.
+                views of output messages): labels (H_i, W_i) uint8, confidence (H_i, W_i)
+                float32, probabilities (K, H_i, W_i) float32; the arrays must be
+                C-contiguous. None (for a frame or a field): buffers reused by the next call.
 
         Returns:
             One result per frame, in order, at that frame's size.
@@ -134,25 +135,28 @@ class Segmenter:
         class_probability = network.probabilities[position] if probabilities else None
         if labels.shape == shape and into is None:
             return SegResult(labels, max_probability, class_probability)
-        height, width = shape
-        if into is None:
-            into = SegResult(
-                self._buffer(('labels', position), shape, np.uint8),
-                self._buffer(('confidence', position), shape, np.float32) if confidence
-                else None,
-                self._buffer(('probabilities', position),
-                             (class_probability.shape[0], *shape), np.float32)
-                if probabilities else None)
-        full = (width, height)
-        cv2.resize(labels, full, dst=into.labels, interpolation=cv2.INTER_NEAREST_EXACT)
+        given = into or SegResult(None)
+        full = (shape[1], shape[0])
+        labels_out = self._destination(given.labels, 'labels', position, shape, np.uint8)
+        cv2.resize(labels, full, dst=labels_out, interpolation=cv2.INTER_NEAREST_EXACT)
+        confidence_out = probabilities_out = None
         if confidence:
-            cv2.resize(max_probability, full, dst=into.confidence,
+            confidence_out = self._destination(given.confidence, 'confidence', position,
+                                               shape, np.float32)
+            cv2.resize(max_probability, full, dst=confidence_out,
                        interpolation=cv2.INTER_LINEAR)
         if probabilities:
-            for channel, plane in zip(into.probabilities, class_probability, strict=True):
+            probabilities_out = self._destination(
+                given.probabilities, 'probabilities', position,
+                (class_probability.shape[0], *shape), np.float32)
+            for channel, plane in zip(probabilities_out, class_probability, strict=True):
                 cv2.resize(plane, full, dst=channel, interpolation=cv2.INTER_LINEAR)
-        return SegResult(into.labels, into.confidence if confidence else None,
-                         into.probabilities if probabilities else None)
+        return SegResult(labels_out, confidence_out, probabilities_out)
+
+    def _destination(self, given: np.ndarray | None, key: str, position: int,
+                     shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        """Return the caller's array, else this pipeline's buffer for batch ``position``."""
+        return given if given is not None else self._buffer((key, position), shape, dtype)
 
 
 def check_inference_size(inference_size: tuple[int, ...] | None) -> None:
