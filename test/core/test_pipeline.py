@@ -1,9 +1,10 @@
 """Segmenter: inference-size resizing, nearest-neighbour labels, buffer reuse."""
 
+import cv2
 import numpy as np
 
 from seg_node.core.inference.base import SegResult
-from seg_node.core.pipeline import Segmenter
+from seg_node.core.pipeline import input_interpolation, Segmenter
 
 
 class StripesBackend:
@@ -20,6 +21,7 @@ class StripesBackend:
         count, height, width = images.shape[:3]
         self.seen += [(height, width)] * count
         self.batches.append(count)
+        self.inputs = images.copy()
         labels = np.broadcast_to((np.arange(width) // 4 % 11).astype(np.uint8),
                                  (count, height, width)).copy()
         labels[:, 0, 0] = images[:, 0, 0, 0] % 11  # which frame this is
@@ -89,3 +91,19 @@ def test_frames_run_at_their_own_size_go_in_one_call_per_size():
     assert backend.batches == [2, 1] and backend.seen == [(8, 12), (8, 12), (16, 12)]
     assert [r.labels.shape for r in results] == [(8, 12), (16, 12), (8, 12)]
     assert results[0].confidence is None
+
+
+def test_frames_shrink_bilinearly_down_to_half_and_anti_aliased_below():
+    assert input_interpolation((480, 640), (360, 480)) == cv2.INTER_LINEAR
+    assert input_interpolation((180, 240), (360, 480)) == cv2.INTER_LINEAR
+    assert input_interpolation((720, 960), (360, 480)) == cv2.INTER_LINEAR
+    assert input_interpolation((1080, 1920), (360, 480)) == cv2.INTER_AREA
+    assert input_interpolation((800, 480), (360, 480)) == cv2.INTER_AREA
+    backend = StripesBackend()
+    frame = np.random.default_rng(1).integers(0, 256, (48, 64, 3), np.uint8)
+    Segmenter(backend, (36, 48)).segment(frame)
+    np.testing.assert_array_equal(backend.inputs[0], cv2.resize(frame, (48, 36),
+                                                                interpolation=cv2.INTER_LINEAR))
+    Segmenter(backend, (12, 16)).segment(frame)
+    np.testing.assert_array_equal(backend.inputs[0], cv2.resize(frame, (16, 12),
+                                                                interpolation=cv2.INTER_AREA))
