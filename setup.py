@@ -17,11 +17,17 @@ setup(
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
         ('share/' + package_name + '/config', glob('config/*')),
     ],
-    install_requires=['setuptools', 'numpy', 'onnx', 'onnxruntime', 'opencv-python-headless',
-                      'pyyaml', 'rosbags', 'rosbags-image', 'tqdm'],
+    # What the node imports (ROS packages come from package.xml); seg_tool's other commands
+    # need their extra: bags (make-bag, eval-bag, score-live), train (train, export,
+    # quantize, calibrate-bias, evaluate of checkpoints), tensorrt (GPU inference, engines).
+    install_requires=['numpy', 'onnxruntime', 'opencv-python-headless', 'pyyaml'],
     extras_require={
-        'train': ['torch'],
-        'tensorrt': ['tensorrt>=10,<11', 'cuda-python>=12.6.1'],
+        'bags': ['rosbags', 'tqdm'],
+        'train': ['torch', 'onnx', 'tqdm'],
+        # tensorrt 10.x (JetPack 6) or 11.x; TensorRT-RTX (tensorrt-rtx-cu12) works as well
+        'tensorrt': ['tensorrt>=10,<12', 'cuda-python>=12.6.1'],
+        # eval-fleet: eval-bag's path on Ray workers, HTML report with matplotlib figures
+        'fleet': ['ray>=2.60', 'matplotlib>=3.11', 'rosbags', 'tqdm'],
     },
     zip_safe=True,
     maintainer='seg_node developers',

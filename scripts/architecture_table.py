@@ -1,4 +1,4 @@
-"""Print the README's architecture table from finished runs (see compare_architectures.sh).
+"""Print the architecture table of docs/experiments from finished runs (compare_architectures.sh).
 
 For each run folder: val IoU of its last epoch (``val_uncalibrated.json`` from ``seg_tool
 evaluate --model RUN/last.pt`` when present, as for runs trained with ``--eval-every 0``,
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from seg_node.tools.bench import bench_backends
 from seg_node.core.inference.onnxruntime import OnnxRuntimeBackend
-from seg_node.core.inference.torch import load_checkpoint
+from seg_node.models.torch_backend import load_checkpoint
 from seg_node.models.complexity import count_parameters, gflops_at
 from seg_node.training.export import export_onnx
 

@@ -1,4 +1,4 @@
-"""eval-bag vs `seg_tool evaluate` on bags made from a CamVid split (README table).
+"""eval-bag vs `seg_tool evaluate` on bags made from a CamVid split (docs/experiments, Bayer).
 
 For each camera variant: make-bag, eval-bag, then the frames exactly as the bag delivers
 them (decoded by rosbags-image, an independent decoder) saved losslessly and scored by

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Same-budget comparison of the four architectures (README, "Model"): every variant trains
-# 30 epochs on CamVid train at half resolution (180x240; 144x144 crops, batch 8, seed 0)
-# and reports per-class val IoU at that resolution in runs/compare_<arch>/log.jsonl.
+# Same-budget comparison of the four architectures
+# (docs/experiments/2026-11-25-upsampling-design.md): every variant trains 30 epochs on
+# CamVid train at half resolution (180x240; 144x144 crops, batch 8, seed 0) and reports
+# per-class val IoU at that resolution in runs/compare_<arch>/log.jsonl.
 # Usage: scripts/compare_architectures.sh [THREADS]   (about 1 h on 2 CPU cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,10 +1,11 @@
-"""Write the CamVid train split into .gpudata/camvid so it fits a 64 MiB device transfer.
+"""Write the CamVid train split into .gpudata/camvid, small enough for a 64 MiB transfer.
 
-Frames become JPEG quality 99 with 4:4:4 chroma and optimised Huffman tables (about 54 MB
-instead of 91 MB of PNG for train; mean absolute error 0.5 levels, PSNR 50 dB); labels stay
-PNG (lossless). The optimised tables decode to the same pixels as session 6's copies. Only
-the first two val pairs are kept: the sweep does not evaluate on the device (``--eval-every 0
---val-limit 2``), val is scored here from the original PNGs.
+For scripts/gpu_sweep.sh on a remote GPU machine whose uploads are capped at 64 MiB (CamVid
+train is 91 MB of PNG). Frames become JPEG quality 99 with 4:4:4 chroma and optimised
+Huffman tables (about 54 MB; mean absolute error 0.5 levels, PSNR 50 dB; the optimisation
+changes the file size, not the decoded pixels); labels stay PNG (lossless). Only the first
+two val pairs are kept: the sweep does not evaluate on the GPU machine (``--eval-every 0
+--val-limit 2``); val is scored on the development machine from the original PNGs.
 
 Usage: .venv/bin/python scripts/gpu_data.py [CAMVID_DIR]
 """

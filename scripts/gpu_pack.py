@@ -1,9 +1,10 @@
-"""Pack the device sweep's runs into at most eight tar files of under 16 MiB for $OUT.
+"""Pack scripts/gpu_sweep.sh's runs into at most eight tar files of under 16 MiB for $OUT.
 
-A finished stage travels as weights only: ``averaged.pt`` when it averaged, else ``last.pt``
-without optimiser, scheduler and random state. An unfinished stage travels whole
-(``last.pt`` as written), so that ``seg_tool train --resume`` continues it here. Every
-``log.jsonl`` and console log travels too. Unpack here with ``tar -xf FILE -C runs``.
+For a remote GPU machine that returns at most 64 MiB per call. A finished stage travels as
+weights only: ``averaged.pt`` when it averaged, else ``last.pt`` without optimiser,
+scheduler and random state. An unfinished stage travels whole (``last.pt`` as written), so
+that ``seg_tool train --resume`` continues it on the development machine. Every
+``log.jsonl`` and console log travels too. Unpack with ``tar -xf FILE -C runs``.
 
 Usage: python3 scripts/gpu_pack.py RUNS_DIR OUT_DIR
 """

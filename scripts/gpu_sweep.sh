@@ -1,12 +1,20 @@
 #!/bin/bash
-# Train several runs of the shipped recipe (config/train_camvid.yaml) side by side on one GPU
-# (device machine), each followed, with AVERAGE=1, by the weight-averaging stage
-# (config/average_camvid.yaml) into RUN_avg. Every stage stops at a shared deadline
-# (DEADLINE_S after the start; resumable: rerun on the same machine to continue), then
-# scripts/gpu_pack.py packs the runs into $OUT.
-# Data: scripts/gpu_data.py first; carry .gpudata. Runs: RUNS="arch:seed ..." (default: the
-# shipped architecture's three seeds of session 10);
-# MAX_RUNS caps how many start (default: by the CPU count, augmentation runs on the CPU).
+# Training on a remote GPU machine that gets a copy of this repository and hands results
+# back through size-limited transfers (64 MiB each way) and time-limited calls. Use it when
+# training on the development CPU is too slow (an epoch of the shipped recipe: ~23 s on 2
+# CPU cores, ~2.2 s on an H100); with a GPU in your own machine, run
+# `seg_tool train --device cuda` instead.
+#   1. development machine: .venv/bin/python scripts/gpu_data.py   (.gpudata/camvid, ~57 MB)
+#   2. GPU machine, .gpudata carried along:
+#        RUNS="fast_fine:2 fast_fine:3" AVERAGE=1 DEADLINE_S=430 scripts/gpu_sweep.sh
+#      trains the runs of the shipped recipe (config/train_camvid.yaml) side by side, each
+#      followed with AVERAGE=1 by the weight-averaging stage (config/average_camvid.yaml) into
+#      RUN_avg. Every stage stops at a shared deadline (DEADLINE_S after the start; rerun on
+#      the same machine to continue), then scripts/gpu_pack.py packs the runs into $OUT.
+#   3. development machine: tar -xf each returned tar -C runs; finish an interrupted stage
+#      with `seg_tool train ... --resume`; score with scripts/score_checkpoint.sh.
+# RUNS="arch:seed ..." (default: the shipped architecture, seeds 2-4); MAX_RUNS caps how many
+# start (default: by the CPU count; augmentation runs on the CPU).
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 R=${RUNS_DIR:-/tmp/runs}; mkdir -p "$R"
 nvidia-smi -L

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Re-measure the README's model-dependent figures for a new default.
+# Re-measure the model-dependent figures (README Performance, docs/model_card.md) for a new default.
 #   scripts/remeasure_model.sh CHECKPOINT_DIR MODEL PREVIOUS_MODEL OUT
 # CHECKPOINT_DIR holds MODEL's calibrated.pt (timed as the torch backend); PREVIOUS_MODEL is
 # timed beside MODEL as a control. Run it on an otherwise idle machine: latency comes first.

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from rclpy.parameter import Parameter
 
+from conftest import wait_for
 from seg_node.ros.node import SegNode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,8 +28,10 @@ def keyword_calls(tree: ast.AST, function: str) -> list[dict[str, ast.AST]]:
 
 @pytest.fixture
 def node(ros_context, tiny_model):
-    return ros_context.add(SegNode(context=ros_context.context, parameter_overrides=[
+    node = ros_context.add(SegNode(context=ros_context.context, parameter_overrides=[
         Parameter('model', value=str(tiny_model))]))
+    assert wait_for(lambda: node.lifecycle_state() == 'active', 30)
+    return node
 
 
 def console_scripts() -> dict[str, str]:
@@ -49,13 +52,57 @@ def test_launch_file_names_existing_package_executable_and_arguments():
     arguments = {ast.literal_eval(call.args[0]) for call in ast.walk(tree)
                  if isinstance(call, ast.Call)
                  and getattr(call.func, 'id', None) == 'DeclareLaunchArgument'}
-    assert {'image', 'params_file', 'use_rviz', 'fastdds_profile'} <= arguments
+    assert {'image', 'cameras', 'params_file', 'autostart', 'use_rviz',
+            'fastdds_profile'} <= arguments
     used = {ast.literal_eval(call.args[0]) for call in ast.walk(tree)
             if isinstance(call, ast.Call)
             and getattr(call.func, 'id', None) == 'LaunchConfiguration'}
     assert used <= arguments
     shared = set(re.findall(r"\[share, '(\w+)', '([\w.]+)'\]", LAUNCH_FILE.read_text()))
     assert shared and all((ROOT / folder / name).is_file() for folder, name in shared)
+
+
+def test_launch_file_uses_no_deprecated_launch_names():
+    deprecated = {'LaunchConfigurationEquals', 'LaunchConfigurationNotEquals'}
+    names = {node.id for node in ast.walk(ast.parse(LAUNCH_FILE.read_text()))
+             if isinstance(node, ast.Name)} | {
+        alias.name for node in ast.walk(ast.parse(LAUNCH_FILE.read_text()))
+        if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert not names & deprecated and 'NotEqualsSubstitution' in names
+
+
+def launch_function(name: str):
+    """Compile one function of the launch file on its own (launch is not installable here)."""
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    function = next(node for node in tree.body
+                    if isinstance(node, ast.FunctionDef) and node.name == name)
+    namespace = {'yaml': yaml}
+    exec(compile(ast.Module([function], []), str(LAUNCH_FILE), 'exec'), namespace)
+    return namespace[name]
+
+
+def test_launch_cameras_argument_is_a_topic_list():
+    camera_list = launch_function('camera_list')
+    assert camera_list('') == camera_list('[]') == []
+    assert camera_list("['/front/image_raw', '/rear/image_raw']") == [
+        '/front/image_raw', '/rear/image_raw']
+    for bad in ('/front/image_raw', '[1, 2]', "['']"):
+        with pytest.raises(ValueError, match='give a YAML list of image topics'):
+            camera_list(bad)
+
+
+def test_launch_passes_autostart_and_cameras_and_remaps_only_image(node):
+    source = LAUNCH_FILE.read_text()
+    tree = ast.parse(source)
+    overrides = {key.value for call in ast.walk(tree) if isinstance(call, ast.Dict)
+                 for key in call.keys if isinstance(key, ast.Constant)}
+    overrides |= set(re.findall(r"overrides\['(\w+)'\]", source))
+    assert overrides == {'autostart', 'cameras'}
+    assert node.has_parameter('autostart')
+    remappings = [call['remappings'] for call in keyword_calls(tree, 'Node')
+                  if 'remappings' in call]
+    assert len(remappings) == 1
+    assert [ast.literal_eval(pair.elts[0]) for pair in remappings[0].elts] == ['image']
 
 
 def test_params_file_sets_only_declared_parameters(node):
@@ -87,6 +134,6 @@ def test_package_xml_and_setup_agree():
     assert root.get('format') == '3'
     assert root.findtext('export/build_type') == 'ament_python'
     depends = {element.text for element in root.iter('exec_depend')}
-    assert {'rclpy', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs'} <= depends
+    assert {'rclpy', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs', 'lifecycle_msgs'} <= depends
     assert (ROOT / 'resource' / 'seg_node').exists()
     assert set(console_scripts()) == {'seg_node', 'seg_tool'}

@@ -9,8 +9,9 @@ to Humble's and Jazzy's. Conversion, inference and scoring are the node's own co
 """
 
 import logging
+import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Any
 import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.interfaces import Connection
-from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
+from rosbags.rosbag1 import ReaderError as Rosbag1ReaderError
+from rosbags.rosbag2 import ReaderError as Rosbag2ReaderError, StoragePlugin, Writer, WriterError
 from rosbags.typesys import get_typestore, Stores
 from tqdm import tqdm
 
@@ -50,6 +52,11 @@ TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 BAG_VERSION = 8
 STORAGES = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}
 COMPRESSED_FORMATS = ('jpeg', 'png')
+# eval-bag's frame counts, in report order (``frames`` = frames scored).
+FRAME_COUNTS = ('frames', 'skipped', 'corrupt', 'camera_frames', 'unmatched_labels')
+# What rosbags raises while reading a damaged bag file (a checksum, a cut-short chunk).
+_CORRUPT_BAG_ERRORS = (AnyReaderError, Rosbag1ReaderError, Rosbag2ReaderError,
+                       sqlite3.DatabaseError)
 _WARNINGS = 5  # Corrupt messages reported one by one; later ones are only counted.
 _LOG = logging.getLogger(__name__)
 
@@ -128,7 +135,8 @@ def open_bag(path: Path) -> Iterator[AnyReader]:
     """Open a rosbag2 folder (sqlite3 or mcap) or a ROS 1 ``.bag`` file for reading.
 
     Raises:
-        BagError: the path is missing or not a readable bag.
+        BagError: the path is missing or not a readable bag, or reading it meets a damaged
+            part of the file (also raised from the ``with`` body).
 
     """
     accepted = 'pass a rosbag2 folder (sqlite3 or mcap) or a ROS 1 .bag file'
@@ -141,6 +149,9 @@ def open_bag(path: Path) -> Iterator[AnyReader]:
         raise BagError(f'cannot read bag {path} ({err}); {accepted}') from err
     try:
         yield reader
+    except _CORRUPT_BAG_ERRORS as err:
+        raise BagError(f'bag {path} is damaged ({err}); re-record or repair it (ros2 bag '
+                       'reindex), or leave it out') from err
     finally:
         reader.close()
 
@@ -186,6 +197,17 @@ def warn_skipped(count: int, err: Exception) -> None:
         _LOG.warning('skipped message %d: %s%s', count, err, more)
 
 
+def check_storage(storage: str) -> None:
+    """Refuse a bag storage other than 'sqlite3' and 'mcap'.
+
+    Raises:
+        BagError: listing the storages.
+
+    """
+    if storage not in STORAGES:
+        raise BagError(f'unknown bag storage {storage!r}; choose one of ' + ', '.join(STORAGES))
+
+
 class BagWriter:
     """Writes rosbag2 messages with Kilted definitions; use as a context manager."""
 
@@ -196,9 +218,7 @@ class BagWriter:
             BagError: unknown storage or the path exists.
 
         """
-        if storage not in STORAGES:
-            raise BagError(f'unknown bag storage {storage!r}; choose one of '
-                           + ', '.join(STORAGES))
+        check_storage(storage)
         try:
             self._writer = Writer(Path(path), version=BAG_VERSION,
                                   storage_plugin=STORAGES[storage])
@@ -256,6 +276,40 @@ def make_bag(source: Path, output: Path, split: str = 'val', rate: float = 10.0,
         BagError: the bag cannot be written.
 
     """
+    return make_drives(source, output, 1, (storage,), split, rate, limit, encoding, compressed,
+                       start_ns)[0][1]
+
+
+def make_drives(source: Path, output: Path, drives: int, storages: tuple[str, ...],
+                split: str = 'val', rate: float = 10.0, limit: int | None = None,
+                encoding: str = 'rgb8', compressed: str | None = None,
+                start_ns: int | None = None) -> list[tuple[Path, int]]:
+    """Cut a labelled image sequence into ``drives`` consecutive evaluation bags.
+
+    With one drive ``output`` is the bag; with more it is a new folder holding
+    ``drive_01``, ``drive_02``, ... of nearly equal frame counts, the stamps running on
+    from drive to drive as in one recording (see :func:`make_bag` for the messages).
+
+    Args:
+        source: CamVid-format folder or split file.
+        output: the new bag folder (one drive) or folder of bags.
+        drives: number of bags, at most the number of frames.
+        storages: 'sqlite3' / 'mcap' of each drive in turn, repeated as needed.
+        split: split name when ``source`` is a folder.
+        rate: frames per second.
+        limit: at most this many frames, cut into the drives.
+        encoding: raw image encoding, as for make_bag.
+        compressed: 'jpeg' or 'png', as for make_bag.
+        start_ns: stamp of the first drive's first frame; None: now.
+
+    Returns:
+        (bag path, frames written) of each drive.
+
+    Raises:
+        ConfigError: bad rate, encoding, format or drive count, or unreadable frames.
+        BagError: unknown storage or a bag cannot be written.
+
+    """
     if rate <= 0:
         raise ConfigError(f'rate {rate} Hz is invalid; pass a positive frame rate')
     if encoding not in image_codec.ACCEPTED_ENCODINGS:
@@ -264,28 +318,52 @@ def make_bag(source: Path, output: Path, split: str = 'val', rate: float = 10.0,
     if compressed not in (None, *COMPRESSED_FORMATS):
         raise ConfigError(f'compressed format {compressed!r} is not accepted; choose one of '
                           + ', '.join(COMPRESSED_FORMATS))
+    for storage in storages:
+        check_storage(storage)
     pairs = sorted(split_pairs(Path(source), split), key=lambda pair: pair[0].name)[:limit]
+    if not 1 <= drives <= len(pairs):
+        raise ConfigError(f'{drives} drives cannot be cut from {len(pairs)} frames; pass '
+                          f'--drives between 1 and {len(pairs)}')
     start = time.time_ns() if start_ns is None else start_ns
-    with BagWriter(output, storage) as writer:
-        for index, (image_path, label_path) in enumerate(tqdm(pairs, unit='frame',
-                                                              disable=None)):
-            stamp = start + round(index * 1e9 / rate)
-            header = make_header(stamp)
-            rgb = read_rgb(image_path)
-            height, width = rgb.shape[:2]
-            if compressed:
-                data = np.frombuffer(image_codec.encode_compressed(rgb, compressed), np.uint8)
-                camera = _CompressedImage(header=header, data=data,
-                                          format=f'rgb8; {compressed} compressed bgr8')
-                writer.write(f'{CAMERA_TOPIC}/compressed', COMPRESSED_IMAGE, camera, stamp)
-            else:
-                rows = image_codec.encode_rgb(rgb, encoding).reshape(height, width, -1)
-                writer.write(CAMERA_TOPIC, IMAGE, image_msg(header, rows, encoding), stamp)
-            writer.write(CAMERA_INFO_TOPIC, CAMERA_INFO,
-                         camera_info_msg(header, height, width), stamp)
-            writer.write(GROUND_TRUTH_TOPIC, IMAGE,
-                         image_msg(header, read_label(label_path), 'mono8'), stamp)
-    return len(pairs)
+    if drives == 1:
+        paths = [Path(output)]
+    else:
+        if Path(output).exists():
+            raise BagError(f'{output} exists; pass a new folder for the drives')
+        width = len(str(drives))
+        paths = [Path(output) / f'drive_{index:0{width}d}' for index in range(1, drives + 1)]
+        Path(output).mkdir(parents=True)
+    bounds = np.linspace(0, len(pairs), drives + 1).round().astype(int)
+    written = []
+    with tqdm(total=len(pairs), unit='frame', disable=None) as progress:
+        for drive, path in enumerate(paths):
+            first, end = bounds[drive], bounds[drive + 1]
+            with BagWriter(path, storages[drive % len(storages)]) as writer:
+                for index in range(first, end):
+                    _write_frame(writer, *pairs[index], start + round(index * 1e9 / rate),
+                                 encoding, compressed)
+                    progress.update()
+            written.append((path, int(end - first)))
+    return written
+
+
+def _write_frame(writer: BagWriter, image_path: Path, label_path: Path, stamp: int,
+                 encoding: str, compressed: str | None) -> None:
+    """Write one labelled frame as camera image, CameraInfo and mono8 ground truth."""
+    header = make_header(stamp)
+    rgb = read_rgb(image_path)
+    height, width = rgb.shape[:2]
+    if compressed:
+        data = np.frombuffer(image_codec.encode_compressed(rgb, compressed), np.uint8)
+        camera = _CompressedImage(header=header, data=data,
+                                  format=f'rgb8; {compressed} compressed bgr8')
+        writer.write(f'{CAMERA_TOPIC}/compressed', COMPRESSED_IMAGE, camera, stamp)
+    else:
+        rows = image_codec.encode_rgb(rgb, encoding).reshape(height, width, -1)
+        writer.write(CAMERA_TOPIC, IMAGE, image_msg(header, rows, encoding), stamp)
+    writer.write(CAMERA_INFO_TOPIC, CAMERA_INFO, camera_info_msg(header, height, width), stamp)
+    writer.write(GROUND_TRUTH_TOPIC, IMAGE, image_msg(header, read_label(label_path), 'mono8'),
+                 stamp)
 
 
 class StampPairing:
@@ -300,16 +378,19 @@ class StampPairing:
         scored: frames scored.
         skipped: predictions without ground truth (or of another size), not scored.
         unmatched_truth: ground-truth frames whose prediction never came.
+        frame_miou: (stamp, mIoU of that frame alone) of each scored frame, in scoring
+            order, when made with ``record_frames``; else None.
 
     """
 
     def __init__(self, num_classes: int, expected: set[int] | None = None,
-                 capacity: int | None = None) -> None:
+                 capacity: int | None = None, record_frames: bool = False) -> None:
         """Create an empty pairing for ``num_classes`` classes."""
         self.matrix = ConfusionMatrix(num_classes)
         self.expected = expected
         self.capacity = capacity
         self.scored = self.skipped = self.unmatched_truth = 0
+        self.frame_miou: list[tuple[int, float]] | None = [] if record_frames else None
         self._predictions: dict[int, np.ndarray] = {}
         self._truths: dict[int, np.ndarray] = {}
 
@@ -317,7 +398,7 @@ class StampPairing:
         """Offer a (H, W) uint8 prediction (copied if it has to wait)."""
         truth = self._truths.pop(stamp, None)
         if truth is not None:
-            self._score(truth, labels)
+            self._score(stamp, truth, labels)
         elif self.expected is not None and stamp not in self.expected:
             self.skipped += 1
         else:
@@ -327,7 +408,7 @@ class StampPairing:
         """Offer a (H, W) uint8 ground-truth label (void = ids >= K)."""
         prediction = self._predictions.pop(stamp, None)
         if prediction is not None:
-            self._score(label, prediction)
+            self._score(stamp, label, prediction)
         else:
             self.unmatched_truth += self._wait(self._truths, stamp, label)
 
@@ -347,13 +428,19 @@ class StampPairing:
         waiting[stamp] = frame
         return evicted
 
-    def _score(self, truth: np.ndarray, prediction: np.ndarray) -> None:
+    def _score(self, stamp: int, truth: np.ndarray, prediction: np.ndarray) -> None:
         if truth.shape != prediction.shape:
             self.skipped += 1
             _LOG.warning('ground truth %s and prediction %s differ in size; frame not scored',
                          truth.shape, prediction.shape)
             return
-        self.matrix.update(truth, prediction)
+        if self.frame_miou is None:
+            self.matrix.update(truth, prediction)
+        else:
+            frame = ConfusionMatrix(self.matrix.num_classes)
+            frame.update(truth, prediction)
+            self.matrix.merge(frame)
+            self.frame_miou.append((stamp, frame.scores().miou))
         self.scored += 1
 
 
@@ -375,10 +462,15 @@ class BagEvaluation:
     latencies_s: list[float] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
-        """Return the frame counts for the report (``frames`` = frames scored)."""
-        return {'frames': self.pairing.scored, 'skipped': self.pairing.skipped,
-                'corrupt': self.corrupt, 'camera_frames': self.camera_frames,
-                'unmatched_labels': self.pairing.unmatched_truth}
+        """Return the frame counts for the report, named as FRAME_COUNTS."""
+        return dict(zip(FRAME_COUNTS, (self.pairing.scored, self.pairing.skipped, self.corrupt,
+                                       self.camera_frames, self.pairing.unmatched_truth),
+                        strict=True))
+
+    def report(self, classes: ClassList) -> tuple[str, dict]:
+        """Return eval-bag's printed report and JSON payload (see :func:`report`)."""
+        return report(self.pairing.matrix, classes, self.counts(), self.latencies_s,
+                      'inference latency')
 
 
 def _ground_truth_stamps(reader: AnyReader, connections: list[Connection]) -> set[int]:
@@ -430,8 +522,11 @@ class _FrameScorer:
 def evaluate_bag(bag: Path, segmenter: Segmenter, classes: ClassList, image_topic: str,
                  label_topic: str | None = None, output_bag: Path | None = None,
                  output_storage: str = 'sqlite3',
-                 debayer: str = image_codec.DEBAYER_METHODS[0]) -> BagEvaluation:
+                 debayer: str = image_codec.DEBAYER_METHODS[0],
+                 on_frame: Callable[[], object] | None = None) -> BagEvaluation:
     """Run the node's inference path on every camera frame of a bag, in bag order.
+
+    This is the one scoring path of eval-bag and eval-fleet (whose workers call it per bag).
 
     Args:
         bag: rosbag2 folder or ROS 1 .bag.
@@ -445,29 +540,28 @@ def evaluate_bag(bag: Path, segmenter: Segmenter, classes: ClassList, image_topi
         output_storage: 'sqlite3' or 'mcap' for ``output_bag``.
         debayer: demosaicing of Bayer frames, one of image_codec.DEBAYER_METHODS (the
             node's ``debayer`` parameter).
+        on_frame: called after each camera message (decoded or not); None: a progress bar
+            over the camera frames.
 
     Raises:
-        BagError: unreadable bag, missing topic, unwritable output or an unknown
+        BagError: unreadable or damaged bag, missing topic, unwritable output or an unknown
             ``debayer`` method.
 
     """
-    if debayer not in image_codec.DEBAYER_METHODS:
-        raise BagError(f'unknown demosaicing method {debayer!r}; choose one of '
-                       + ', '.join(image_codec.DEBAYER_METHODS) + ' (--debayer)')
-    if label_topic == image_topic:
-        raise BagError(f'--label-topic and --image-topic are both {image_topic}; pass the '
-                       'ground-truth topic as --label-topic')
+    _check_topics(image_topic, label_topic, debayer)
     with open_bag(bag) as reader, ExitStack() as stack:
         cameras = topic_connections(reader, image_topic, CAMERA_TYPES)
         truths = topic_connections(reader, label_topic, CAMERA_TYPES) if label_topic else []
-        pairing = StampPairing(classes.num_classes, _ground_truth_stamps(reader, truths))
+        pairing = StampPairing(classes.num_classes, _ground_truth_stamps(reader, truths),
+                               record_frames=True)
         evaluation = BagEvaluation(pairing)
         writer = (stack.enter_context(BagWriter(output_bag, output_storage))
                   if output_bag else None)
         scorer = _FrameScorer(segmenter, classes, evaluation, writer, debayer)
-        total = sum(c.msgcount for c in cameras + truths)
-        for connection, log_ns, rawdata in tqdm(reader.messages(cameras + truths),
-                                                total=total, unit='msg', disable=None):
+        if on_frame is None:
+            on_frame = stack.enter_context(tqdm(total=sum(c.msgcount for c in cameras),
+                                                unit='frame', disable=None)).update
+        for connection, log_ns, rawdata in reader.messages(cameras + truths):
             is_camera = connection.topic == image_topic
             evaluation.camera_frames += is_camera
             try:
@@ -479,8 +573,73 @@ def evaluate_bag(bag: Path, segmenter: Segmenter, classes: ClassList, image_topi
             except ImageError as err:
                 evaluation.corrupt += 1
                 warn_skipped(evaluation.corrupt, err)
+            if is_camera:
+                on_frame()
     pairing.finish()
     return evaluation
+
+
+def _check_topics(image_topic: str, label_topic: str | None, debayer: str) -> None:
+    """Refuse an unknown demosaicing method or one topic given as both camera and labels.
+
+    Raises:
+        BagError: naming the flag to change.
+
+    """
+    if debayer not in image_codec.DEBAYER_METHODS:
+        raise BagError(f'unknown demosaicing method {debayer!r}; choose one of '
+                       + ', '.join(image_codec.DEBAYER_METHODS) + ' (--debayer)')
+    if label_topic == image_topic:
+        raise BagError(f'--label-topic and --image-topic are both {image_topic}; pass the '
+                       'ground-truth topic as --label-topic')
+
+
+def camera_frame_count(bag: Path, image_topic: str) -> int:
+    """Return the number of messages on ``image_topic`` from the bag's index.
+
+    Raises:
+        BagError: unreadable bag or missing topic.
+
+    """
+    with open_bag(bag) as reader:
+        return sum(c.msgcount for c in topic_connections(reader, image_topic, CAMERA_TYPES))
+
+
+def read_frames(bag: Path, image_topic: str, label_topic: str, stamps: set[int],
+                debayer: str = image_codec.DEBAYER_METHODS[0]
+                ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Return the camera frame and ground truth of each header stamp in ``stamps``.
+
+    Decoded as evaluate_bag decodes them, e.g. to look again at frames it scored badly.
+
+    Returns:
+        {stamp: ((H, W, 3) uint8 RGB, (H, W) uint8 class ids)} of the stamps found on both
+        topics.
+
+    Raises:
+        BagError: unreadable or damaged bag, missing topic or bad ``debayer``.
+        ImageError: a wanted frame cannot be decoded.
+
+    """
+    _check_topics(image_topic, label_topic, debayer)
+    cameras: dict[int, np.ndarray] = {}
+    truths: dict[int, np.ndarray] = {}
+    with open_bag(bag) as reader:
+        connections = (topic_connections(reader, image_topic, CAMERA_TYPES)
+                       + topic_connections(reader, label_topic, CAMERA_TYPES))
+        for connection, _, rawdata in reader.messages(connections):
+            try:
+                msg = deserialize(reader, connection, rawdata)
+            except ImageError:
+                continue  # Not a frame evaluate_bag scored.
+            stamp = stamp_ns(msg.header)
+            if stamp not in stamps:
+                continue
+            if connection.topic == image_topic:
+                cameras[stamp] = image_codec.decode(msg, debayer)
+            else:
+                truths[stamp] = decode_label(msg)
+    return {stamp: (cameras[stamp], truths[stamp]) for stamp in cameras.keys() & truths.keys()}
 
 
 def report(matrix: ConfusionMatrix, classes: ClassList, counts: dict[str, int | None],

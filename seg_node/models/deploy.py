@@ -5,6 +5,9 @@ normalisation, padding to the network stride, softmax, argmax and the max confid
 part of the model and never reimplemented by a caller.
 
 The ONNX contract (names, dtypes, shapes) is defined in :mod:`seg_node.core.inference.contract`.
+UINT8 appears only at the graph's edges, as TensorRT requires: the image is cast to float
+before anything else reads it, and the labels are cropped as int64 and cast to uint8 last
+(:mod:`seg_node.models.deploy_graph` checks the exported graph).
 """
 
 import torch
@@ -29,12 +32,12 @@ class DeployModel(nn.Module):
 
     def normalise(self, image: torch.Tensor) -> torch.Tensor:
         """Turn (N, H, W, 3) uint8 RGB into the network's (N, 3, H, W) float input."""
-        return image.permute(0, 3, 1, 2).float() * self.scale + self.shift
+        return image.float().permute(0, 3, 1, 2) * self.scale + self.shift
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Segment (N, H, W, 3) uint8 RGB images; see the module docstring for outputs."""
-        height, width = image.shape[1], image.shape[2]
         x = self.normalise(image)
+        height, width = x.shape[-2], x.shape[-1]
         pad_bottom = (OUTPUT_STRIDE - height % OUTPUT_STRIDE) % OUTPUT_STRIDE
         pad_right = (OUTPUT_STRIDE - width % OUTPUT_STRIDE) % OUTPUT_STRIDE
         x = F.pad(x, (0, pad_right, 0, pad_bottom))
@@ -49,5 +52,5 @@ class DeployModel(nn.Module):
         low_res = exponentials / exponentials.sum(dim=1, keepdim=True)
         padded = self.network.upsample(low_res, x.shape[-2:])
         confidence, labels = padded.max(dim=1)
-        return (labels.to(torch.uint8)[:, :height, :width], confidence[:, :height, :width],
+        return (labels[:, :height, :width].to(torch.uint8), confidence[:, :height, :width],
                 padded[:, :, :height, :width])

@@ -1,13 +1,26 @@
-"""The seg_node ROS 2 node: parameters, QoS, subscriptions and publishers around Segmenter.
+"""The seg_node ROS 2 node: a managed (lifecycle) node around Segmenter.
 
 Conversion, inference and rendering live in plain modules; this file only wires them to
-topics. Inference runs on a worker thread fed by a one-frame slot (newest frame wins).
+topics. configure loads the model, activate subscribes the camera and starts the inference
+worker (fed by a one-frame slot: newest frame wins), deactivate stops serving, cleanup frees
+the backend. Transitions run on their own executor thread, so parameter services, lifecycle
+state queries and /diagnostics answer while a model loads or a TensorRT engine builds.
 """
 
+import os
+import signal
 import sys
+
+if __name__ == '__main__' or os.path.basename(sys.argv[0]) == 'seg_node':
+    # Started as seg_node: a Ctrl-C or SIGTERM during the slow imports below (about 0.5 s)
+    # ends the process quietly with status 0; main() takes the signals over afterwards.
+    for _signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_signal, lambda *_: os._exit(0))
+
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,29 +30,38 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.task import Future
 from sensor_msgs.msg import CompressedImage, Image
 
 from seg_node.core import image_codec
 from seg_node.core.errors import ConfigError, SegNodeError
-from seg_node.evaluation.scoring import latency_percentiles
 from seg_node.core.frame_slot import FrameSlot
-from seg_node.core.inference.base import DEPLOY_BACKENDS
+from seg_node.core.inference.base import DEPLOY_BACKENDS, SegResult
 from seg_node.core.inference.engine_cache import PRECISIONS
-from seg_node.models import DEFAULT_MODEL_PATH
 from seg_node.core.pipeline import load_segmenter
-from seg_node.ros.qos import choose_reliability, input_qos, output_qos, RELIABILITY_CHOICES
 from seg_node.core.render import Renderer
+from seg_node.evaluation.scoring import latency_percentiles
+from seg_node.models import DEFAULT_MODEL_PATH
 from seg_node.ros.messages import OutputImage
+from seg_node.ros.qos import choose_reliability, input_qos, output_qos, RELIABILITY_CHOICES
 
 TRANSPORTS = ('raw', 'compressed')
+# Largest inference_size side: far above any camera the model is meant for, small enough
+# that the network's buffers (11 classes x H x W float32) cannot exhaust memory.
+MAX_INFERENCE_SIDE = 4096
+DIAGNOSTICS_PERIOD_S = 1.0
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
 @dataclass(frozen=True)
 class NodeSettings:
-    """Validated node parameters."""
+    """Validated start-up parameters (latency_budget_ms and input_timeout_s stay live)."""
 
     model: Path
     classes: Path | None
@@ -54,10 +76,7 @@ class NodeSettings:
     input_depth: int
     output_depth: int
     num_threads: int
-
-
-def _descriptor(description: str, **kwargs: object) -> ParameterDescriptor:
-    return ParameterDescriptor(description=description, **kwargs)
+    autostart: bool
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
@@ -67,177 +86,398 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-class SegNode(Node):
-    """Subscribes camera images and publishes labels, confidences and colour images."""
+def _check_inference_size(value: list[int]) -> tuple[int, int] | None:
+    """Return (H, W), or None for [0, 0] (the model's training size).
+
+    Raises:
+        ConfigError: not two sides, or a side below 16 or above MAX_INFERENCE_SIDE.
+
+    """
+    size = tuple(value)
+    if size == (0, 0):
+        return None
+    if len(size) != 2 or not all(16 <= side <= MAX_INFERENCE_SIDE for side in size):
+        raise ConfigError(f'parameter inference_size={list(size)} is invalid; give [height, '
+                          f'width] of 16 to {MAX_INFERENCE_SIDE} each, or [0, 0] for the '
+                          "model's training size")
+    return size
+
+
+def _check_model(value: str) -> Path:
+    """Return the model path ('' = the bundled model).
+
+    Raises:
+        ConfigError: the path is a folder or does not exist.
+
+    """
+    model = Path(value).expanduser() if value else DEFAULT_MODEL_PATH
+    problem = ('is a folder, not a model file' if model.is_dir()
+               else None if model.exists() else f'is invalid: {model} does not exist')
+    if problem:
+        raise ConfigError(f'parameter model={value!r} {problem}; give the path of an .onnx '
+                          'model, or "" for the bundled one')
+    return model
+
+
+class SegNode(LifecycleNodeMixin, Node):
+    """Subscribes camera images and publishes labels, confidences and colour images.
+
+    Lifecycle: configure loads the model, activate serves, deactivate pauses, cleanup unloads.
+    With the ``autostart`` parameter (default) it walks itself to active once spinning.
+    """
 
     def __init__(self, **kwargs: object) -> None:
-        """Declare and validate parameters, load the model, create topics and the worker."""
-        super().__init__('seg_node', **kwargs)
+        """Declare and validate parameters; create /diagnostics; schedule autostart.
+
+        Raises:
+            ConfigError: a parameter is invalid (one line naming it and what is accepted).
+
+        """
+        Node.__init__(self, 'seg_node', **kwargs)
+        # Transitions (a model load may take minutes) run beside the default group's
+        # parameter services and diagnostics; get_state answers during them.
+        LifecycleNodeMixin.__init__(self, callback_group=ReentrantCallbackGroup())
         self.settings = self._declare_parameters()
-        settings = self.settings
-        self.segmenter, self.classes = load_segmenter(
-            settings.model, settings.classes, settings.backend, settings.num_threads,
-            settings.inference_size, {'precision': settings.precision,
-                                      'build_engine_if_missing': settings.build_engine},
-            log=self.get_logger().info)
-        backend = self.segmenter.backend
-        info = backend.info
-        inference_size = self.segmenter.inference_size
-        self.renderer = Renderer(self.classes, settings.overlay_alpha)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        qos = output_qos(settings.output_depth)
+        self.segmenter = None
+        self.renderer: Renderer | None = None
+        self.class_names: list[str] = []
+        self.labels_pub = self.confidence_pub = self.color_pub = self.overlay_pub = None
+        self.compressed_pub = None
+        self.class_pubs: list = []
+        self.subscription = None
+        self.input_reliability = ''
+        self.slot: FrameSlot = FrameSlot()
+        self.worker: threading.Thread | None = None
+        self._qos_timer = None
+        self._subscription_lock = threading.Lock()
         self.labels_out = OutputImage('mono8', 1, np.uint8)
         self.confidence_out = OutputImage('32FC1', 1, np.float32)
         self.color_out = OutputImage('rgb8', 3, np.uint8)
         self.overlay_out = OutputImage('rgb8', 3, np.uint8)
-        self.class_outs = [OutputImage('32FC1', 1, np.float32) for _ in self.classes.names]
-        self.labels_pub = self.create_publisher(Image, '~/labels', qos)
-        self.confidence_pub = self.create_publisher(Image, '~/confidence', qos)
-        self.color_pub = self.create_publisher(Image, '~/color', qos)
-        self.overlay_pub = self.create_publisher(Image, '~/overlay', qos)
-        self.compressed_pub = self.create_publisher(CompressedImage, '~/labels/compressed', qos)
-        self.class_pubs = [self.create_publisher(Image, f'~/class_confidence/{name}', qos)
-                           for name in self.classes.names]
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.slot: FrameSlot = FrameSlot()
-        self.served = self.rejected = 0
+        self.class_outs: list[OutputImage] = []
+        # Counters over the node's life (the slot is replaced at each activation).
+        self.received = self.dropped = self.served = self.rejected = 0
+        self.inference_failures = 0
+        self.last_failure = ''  # set while the backend fails, cleared by the next success
+        self.configure_error: SegNodeError | None = None
+        self._autostarting = False
+        # Done with the configure error when autostart fails: main() stops spinning and exits.
+        self.start_failed: Future = Future()
         self.latencies_s: deque[float] = deque(maxlen=300)
-        self.input_reliability = ''
-        self.subscription = None
-        self._subscribe(settings.input_reliability if settings.input_reliability != 'auto'
-                        else 'best_effort')
-        if settings.input_reliability == 'auto':
-            self._adapt_input_qos()
-            self.create_timer(1.0, self._adapt_input_qos)
-        self.create_timer(1.0, self._publish_diagnostics)
-        self.worker = threading.Thread(target=self._work, name='seg_node_inference',
-                                       daemon=True)
-        self.worker.start()
-        self.get_logger().info(
-            f'serving {settings.model.name} ({info.arch}, {info.num_classes} classes) with '
-            f'{backend.name} at {inference_size or "camera size"}; input '
-            f'{settings.image_transport} on {self.subscription.topic_name}')
+        self.activated_at = 0.0
+        self.last_input_at = 0.0
+        self._window: dict[str, int] = {}
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        if self.settings.autostart:
+            self._autostart_timer = self.create_timer(
+                0.0, self._autostart, callback_group=MutuallyExclusiveCallbackGroup())
+
+    # --- parameters -------------------------------------------------------------------
+
+    def _declare(self, name: str, default: object, description: str, accepted: str,
+                 **descriptor: object) -> object:
+        """Declare a parameter and return its value.
+
+        Raises:
+            ConfigError: the given value has the wrong type or is out of range; names the
+                parameter, the value and ``accepted``.
+
+        """
+        try:
+            return self.declare_parameter(name, default, ParameterDescriptor(
+                description=description, **descriptor)).value
+        except (InvalidParameterTypeException, InvalidParameterValueException) as err:
+            given = self._parameter_overrides[name].value
+            raise ConfigError(f'parameter {name}={given!r} is invalid; {accepted}') from err
 
     def _declare_parameters(self) -> NodeSettings:
         read_only = {'read_only': True}
-        string = Parameter.Type.STRING.value
-        integer = Parameter.Type.INTEGER.value
-        self.declare_parameter('model', '', _descriptor(
-            'ONNX model of the seg_node contract; empty: the bundled CamVid model',
-            type=string, **read_only))
-        self.declare_parameter('classes', '', _descriptor(
-            'class YAML (names, palette); empty: classes.yaml next to the model, else the '
-            'bundled CamVid file', type=string, **read_only))
-        self.declare_parameter('backend', 'auto', _descriptor(
-            'auto | onnxruntime | tensorrt', type=string, **read_only))
-        self.declare_parameter('precision', 'fp16', _descriptor(
-            'TensorRT engine precision: fp32 | fp16 | int8 (int8 needs a QDQ model)',
-            type=string, **read_only))
-        self.declare_parameter('build_engine_if_missing', False, _descriptor(
-            'TensorRT: build the engine at start when the cache has none',
-            type=Parameter.Type.BOOL.value, **read_only))
-        self.declare_parameter('image_transport', 'raw', _descriptor(
-            'raw (image) | compressed (image/compressed)', type=string, **read_only))
-        self.declare_parameter('debayer', image_codec.DEBAYER_METHODS[0], _descriptor(
-            'demosaicing of Bayer frames: ' + ' | '.join(image_codec.DEBAYER_METHODS),
-            type=string, **read_only))
-        self.declare_parameter('overlay_alpha', 0.5, _descriptor(
-            'weight of the class colours in ~/overlay', floating_point_range=[
-                FloatingPointRange(from_value=0.0, to_value=1.0)]))
-        self.declare_parameter('inference_size', [0, 0], _descriptor(
-            "[H, W] the network sees; [0, 0]: the model's training size",
-            type=Parameter.Type.INTEGER_ARRAY.value, **read_only))
-        self.declare_parameter('input_reliability', 'auto', _descriptor(
-            'auto (match the camera publishers) | reliable | best_effort', type=string,
-            **read_only))
-        self.declare_parameter('input_depth', 1, _descriptor(
-            'camera subscription queue depth', type=integer, integer_range=[
-                IntegerRange(from_value=1, to_value=100)], **read_only))
-        self.declare_parameter('output_depth', 1, _descriptor(
-            'output publishers queue depth', type=integer, integer_range=[
-                IntegerRange(from_value=1, to_value=100)], **read_only))
-        self.declare_parameter('num_threads', 0, _descriptor(
-            'CPU inference threads; 0: all cores', type=integer, integer_range=[
-                IntegerRange(from_value=0, to_value=256)], **read_only))
-        value = {name: self.get_parameter(name).value for name in (
-            'model', 'classes', 'backend', 'precision', 'build_engine_if_missing',
-            'image_transport', 'debayer', 'overlay_alpha',
-            'inference_size', 'input_reliability', 'input_depth', 'output_depth',
-            'num_threads')}
-        model = Path(value['model']).expanduser() if value['model'] else DEFAULT_MODEL_PATH
-        classes = Path(value['classes']).expanduser() if value['classes'] else None
-        size = tuple(value['inference_size'])
-        if len(size) != 2:
-            raise ConfigError(f'parameter inference_size={list(size)} is invalid; give '
-                              "[height, width], or [0, 0] for the model's training size")
+        string = {'type': Parameter.Type.STRING.value, **read_only}
+        text = 'give a string'
+        value = {
+            'model': self._declare(
+                'model', '', 'ONNX model of the seg_node contract; empty: the bundled CamVid '
+                'model', 'give the path of an .onnx file', **string),
+            'classes': self._declare(
+                'classes', '', 'class YAML (names, palette); empty: classes.yaml next to the '
+                'model, else the bundled CamVid file', 'give the path of a YAML file',
+                **string),
+            'backend': self._declare('backend', 'auto', 'auto | onnxruntime | tensorrt',
+                                     text, **string),
+            'precision': self._declare(
+                'precision', 'fp16', 'TensorRT engine precision: fp32 | fp16 | int8 (int8 '
+                'needs a QDQ model)', text, **string),
+            'build_engine_if_missing': self._declare(
+                'build_engine_if_missing', False, 'TensorRT: build the engine at configure '
+                'when the cache has none', 'give true or false',
+                type=Parameter.Type.BOOL.value, **read_only),
+            'image_transport': self._declare(
+                'image_transport', 'raw', 'raw (image) | compressed (resolved image topic + '
+                '/compressed)', text, **string),
+            'debayer': self._declare(
+                'debayer', image_codec.DEBAYER_METHODS[0], 'demosaicing of Bayer frames: '
+                + ' | '.join(image_codec.DEBAYER_METHODS), text, **string),
+            'overlay_alpha': self._declare(
+                'overlay_alpha', 0.5, 'weight of the class colours in ~/overlay',
+                'give a number from 0.0 to 1.0', floating_point_range=[
+                    FloatingPointRange(from_value=0.0, to_value=1.0)]),
+            'inference_size': self._declare(
+                'inference_size', [0, 0], "[H, W] the network sees; [0, 0]: the model's "
+                'training size', f'give [height, width] of 16 to {MAX_INFERENCE_SIDE} each, '
+                "or [0, 0] for the model's training size",
+                type=Parameter.Type.INTEGER_ARRAY.value, **read_only),
+            'input_reliability': self._declare(
+                'input_reliability', 'auto', 'auto (match the camera publishers) | reliable '
+                '| best_effort', text, **string),
+            'input_depth': self._declare_integer('input_depth', 1, 100, 1,
+                                                 'camera subscription queue depth'),
+            'output_depth': self._declare_integer('output_depth', 1, 100, 1,
+                                                  'output publishers queue depth'),
+            'num_threads': self._declare_integer('num_threads', 0, 256, 0,
+                                                 'CPU inference threads; 0: all cores'),
+            'autostart': self._declare(
+                'autostart', True, 'configure and activate by itself once spinning; false: '
+                'wait for a lifecycle manager', 'give true or false',
+                type=Parameter.Type.BOOL.value, **read_only),
+        }
+        self._declare('latency_budget_ms', 100.0, '/diagnostics warns when the inference '
+                      'latency p50 exceeds it; 0: no budget',
+                      'give a number of milliseconds from 0.0 to 60000.0',
+                      floating_point_range=[FloatingPointRange(from_value=0.0,
+                                                               to_value=60000.0)])
+        self._declare('input_timeout_s', 2.0, '/diagnostics warns when no camera frame '
+                      'arrived for this long while active; 0: never',
+                      'give a number of seconds from 0.0 to 3600.0',
+                      floating_point_range=[FloatingPointRange(from_value=0.0,
+                                                               to_value=3600.0)])
         return NodeSettings(
-            model=model, classes=classes,
+            model=_check_model(value['model']),
+            classes=Path(value['classes']).expanduser() if value['classes'] else None,
             backend=_choice('backend', value['backend'], DEPLOY_BACKENDS),
             precision=_choice('precision', value['precision'], PRECISIONS),
             build_engine=value['build_engine_if_missing'],
             image_transport=_choice('image_transport', value['image_transport'], TRANSPORTS),
             debayer=_choice('debayer', value['debayer'], image_codec.DEBAYER_METHODS),
             overlay_alpha=float(value['overlay_alpha']),
-            inference_size=None if size == (0, 0) else size,
+            inference_size=_check_inference_size(value['inference_size']),
             input_reliability=_choice('input_reliability', value['input_reliability'],
                                       RELIABILITY_CHOICES),
             input_depth=value['input_depth'], output_depth=value['output_depth'],
-            num_threads=value['num_threads'])
+            num_threads=value['num_threads'], autostart=value['autostart'])
+
+    def _declare_integer(self, name: str, low: int, high: int, default: int,
+                         description: str) -> int:
+        return self._declare(name, default, description, f'give an integer from {low} to '
+                             f'{high}', type=Parameter.Type.INTEGER.value, read_only=True,
+                             integer_range=[IntegerRange(from_value=low, to_value=high)])
 
     def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         for parameter in parameters:
-            if parameter.name == 'overlay_alpha':
+            if parameter.name == 'overlay_alpha' and self.renderer is not None:
                 self.renderer.alpha = float(parameter.value)
         return SetParametersResult(successful=True)
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def lifecycle_state(self) -> str:
+        """Return the current lifecycle state label, e.g. 'configuring' or 'active'."""
+        return self._state_machine.current_state[1]
+
+    def _autostart(self) -> None:
+        """Walk to active once; a failed configure completes ``start_failed``."""
+        self._autostart_timer.cancel()
+        self._autostarting = True
+        configured = self.trigger_configure()
+        self._autostarting = False
+        if configured != SUCCESS:
+            self.start_failed.set_result(self.configure_error)
+            return
+        self.trigger_activate()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load the model (or TensorRT engine) and create the publishers."""
+        settings = self.settings
+        log = self.get_logger().info
+        log(f'configuring: loading {settings.model} with backend {settings.backend}')
+        started = time.monotonic()
+        try:
+            segmenter, classes = load_segmenter(
+                settings.model, settings.classes, settings.backend, settings.num_threads,
+                settings.inference_size, {'precision': settings.precision,
+                                          'build_engine_if_missing': settings.build_engine},
+                log=log)
+        except SegNodeError as err:
+            self.configure_error = err
+            if not self._autostarting:  # else main() reports it as the one fatal line
+                self.get_logger().error(f'configure failed: {err}')
+            return FAILURE
+        self.configure_error = None
+        self.segmenter, self.class_names = segmenter, list(classes.names)
+        self.renderer = Renderer(classes, self.get_parameter('overlay_alpha').value)
+        qos = output_qos(settings.output_depth)
+        publisher = self.create_lifecycle_publisher
+        self.labels_pub = publisher(Image, '~/labels', qos)
+        self.confidence_pub = publisher(Image, '~/confidence', qos)
+        self.color_pub = publisher(Image, '~/color', qos)
+        self.overlay_pub = publisher(Image, '~/overlay', qos)
+        self.compressed_pub = publisher(CompressedImage, '~/labels/compressed', qos)
+        self.class_pubs = [publisher(Image, f'~/class_confidence/{name}', qos)
+                           for name in self.class_names]
+        self.class_outs = [OutputImage('32FC1', 1, np.float32) for _ in self.class_names]
+        info = segmenter.backend.info
+        log(f'configured in {time.monotonic() - started:.1f} s: {settings.model.name} '
+            f'({info.arch}, {info.num_classes} classes) with {segmenter.backend.name} at '
+            f'{segmenter.inference_size or "camera size"}')
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Enable the publishers, subscribe the camera and start the inference worker."""
+        result = super().on_activate(state)
+        self.slot = FrameSlot()
+        self.worker = threading.Thread(target=self._work, args=(self.slot,),
+                                       name='seg_node_inference', daemon=True)
+        self.worker.start()
+        reliability = self.settings.input_reliability
+        with self._subscription_lock:
+            self._subscribe('best_effort' if reliability == 'auto' else reliability)
+        if reliability == 'auto':
+            self._adapt_input_qos()
+            self._qos_timer = self.create_timer(1.0, self._adapt_input_qos)
+        self.activated_at = self.last_input_at = time.monotonic()
+        self.get_logger().info(
+            f'serving: input {self.settings.image_transport} on '
+            f'{self.subscription.topic_name}')
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop serving (unsubscribe, stop the worker); the model stays loaded."""
+        self._stop_serving()
+        self.get_logger().info('deactivated: model loaded, not serving')
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Destroy the publishers and free the backend."""
+        self._unload()
+        self.get_logger().info('cleaned up: model unloaded')
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop serving and free everything, from whichever state."""
+        self._stop_serving()
+        self._unload()
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Recover to unconfigured after a transition raised."""
+        self._stop_serving()
+        self._unload()
+        return SUCCESS
+
+    def _stop_serving(self) -> None:
+        with self._subscription_lock:
+            if self._qos_timer is not None:
+                self.destroy_timer(self._qos_timer)
+                self._qos_timer = None
+            if self.subscription is not None:
+                self.destroy_subscription(self.subscription)
+                self.subscription = None
+        self.slot.close()
+        if self.worker is not None:
+            self.worker.join(timeout=10.0)
+            self.worker = None
+        self.received += self.slot.received
+        self.dropped += self.slot.dropped
+        self.slot = FrameSlot()
+
+    def _unload(self) -> None:
+        for publisher in (self.labels_pub, self.confidence_pub, self.color_pub,
+                          self.overlay_pub, self.compressed_pub, *self.class_pubs):
+            if publisher is not None:
+                self.destroy_lifecycle_publisher(publisher)
+        self.labels_pub = self.confidence_pub = self.color_pub = self.overlay_pub = None
+        self.compressed_pub = None
+        self.class_pubs, self.class_outs = [], []
+        self.segmenter = self.renderer = None
+
+    # --- input --------------------------------------------------------------------------
+
+    def camera_topic(self) -> str:
+        """Return the resolved camera topic: 'image' with remaps, + '/compressed' if so set.
+
+        image_transport's convention: ``-r image:=/cam`` with compressed transport subscribes
+        /cam/compressed.
+        """
+        topic = self.resolve_topic_name('image')
+        return topic + '/compressed' if self.settings.image_transport == 'compressed' else topic
 
     def _subscribe(self, reliability: str) -> None:
         """(Re-)subscribe the camera; the new subscription exists before the old one goes."""
         previous = self.subscription
-        message_type, topic = ((CompressedImage, 'image/compressed')
-                               if self.settings.image_transport == 'compressed'
-                               else (Image, 'image'))
+        message_type = CompressedImage if self.settings.image_transport == 'compressed' else Image
         self.subscription = self.create_subscription(
-            message_type, topic, self.slot.put,
+            message_type, self.camera_topic(), self.slot.put,
             input_qos(reliability, self.settings.input_depth))
         self.input_reliability = reliability
         if previous is not None:
             self.destroy_subscription(previous)
 
     def _adapt_input_qos(self) -> None:
-        publishers = self.get_publishers_info_by_topic(self.subscription.topic_name)
-        reliability = choose_reliability(info.qos_profile.reliability for info in publishers)
-        if reliability != self.input_reliability:
-            self._subscribe(reliability)
-            self.get_logger().info(
-                f'input QoS {reliability} for {len(publishers)} publisher(s) on '
-                f'{self.subscription.topic_name}')
+        with self._subscription_lock:
+            if self.subscription is None:
+                return
+            publishers = self.get_publishers_info_by_topic(self.subscription.topic_name)
+            reliability = choose_reliability(info.qos_profile.reliability
+                                             for info in publishers)
+            if reliability != self.input_reliability:
+                self._subscribe(reliability)
+                self.get_logger().info(
+                    f'input QoS {reliability} for {len(publishers)} publisher(s) on '
+                    f'{self.subscription.topic_name}')
 
-    def _work(self) -> None:
-        while (msg := self.slot.take()) is not None:
+    # --- serving ------------------------------------------------------------------------
+
+    def _work(self, slot: FrameSlot) -> None:
+        while (msg := slot.take()) is not None:
             started = time.perf_counter()
             try:
-                self._serve(msg)
+                rgb = image_codec.decode(msg, self.settings.debayer)
             except SegNodeError as err:
-                self.rejected += 1
-                self.get_logger().warning(f'dropped frame: {err}', throttle_duration_sec=1.0)
+                self._reject(self.get_logger().warning, str(err))
                 continue
-            except Exception as err:  # keep serving whatever one frame does
-                self.rejected += 1
-                self.get_logger().error(f'dropped frame: {type(err).__name__}: {err}',
+            except Exception as err:  # a decoder's own failure: still only this frame
+                self._reject(self.get_logger().error, f'{type(err).__name__}: {err}')
+                continue
+            wanted_classes = [i for i, pub in enumerate(self.class_pubs)
+                              if pub.get_subscription_count()]
+            want_confidence = self.confidence_pub.get_subscription_count() > 0
+            try:
+                result = self.segmenter.segment(rgb, confidence=want_confidence,
+                                                probabilities=bool(wanted_classes))
+            except Exception as err:  # the backend failed: report ERROR, keep serving
+                self.inference_failures += 1
+                self.last_failure = f'{type(err).__name__}: {err}'
+                self.get_logger().error(f'inference failed: {self.last_failure}',
                                         throttle_duration_sec=1.0)
+                continue
+            self.last_failure = ''
+            try:
+                self._publish(msg.header, rgb, result, want_confidence, wanted_classes)
+            except Exception as err:  # keep serving whatever one frame does
+                self._reject(self.get_logger().error, f'{type(err).__name__}: {err}')
                 continue
             self.served += 1
             self.latencies_s.append(time.perf_counter() - started)
 
-    def _serve(self, msg: Image | CompressedImage) -> None:
-        rgb = image_codec.decode(msg, self.settings.debayer)
+    def _reject(self, log: Callable[..., object], reason: str) -> None:
+        self.rejected += 1
+        log(f'dropped frame: {reason}', throttle_duration_sec=1.0)
+
+    def _publish(self, header: object, rgb: np.ndarray, result: SegResult,
+                 want_confidence: bool, wanted_classes: list[int]) -> None:
+        """Publish the outputs of one frame; ``rgb`` is (H, W, 3) uint8 as decoded."""
         height, width = rgb.shape[:2]
-        wanted_classes = [i for i, pub in enumerate(self.class_pubs)
-                          if pub.get_subscription_count()]
-        want_confidence = self.confidence_pub.get_subscription_count() > 0
-        result = self.segmenter.segment(rgb, confidence=want_confidence,
-                                        probabilities=bool(wanted_classes))
-        header = msg.header
         np.copyto(self.labels_out.prepare(header, height, width), result.labels)
         self.labels_pub.publish(self.labels_out.msg)
         if want_confidence:
@@ -261,53 +501,144 @@ class SegNode(Node):
             compressed.data = image_codec.encode_compressed(result.labels, 'png')
             self.compressed_pub.publish(compressed)
 
-    def _publish_diagnostics(self) -> None:
+    # --- diagnostics --------------------------------------------------------------------
+
+    def diagnostic_status(self) -> DiagnosticStatus:
+        """Return the node's status; counts in the message cover the last period.
+
+        ERROR: configure failed, or inference raised on the last frame it ran. WARN (while
+        active): frames dropped or rejected, latency p50 over ``latency_budget_ms``, or no
+        frame for ``input_timeout_s``. OK otherwise; the message names the lifecycle state.
+        """
+        state = self.lifecycle_state()
+        now = time.monotonic()
+        received = self.received + self.slot.received
+        dropped = self.dropped + self.slot.dropped
+        counts = {'received': received, 'dropped': dropped, 'rejected': self.rejected,
+                  'failures': self.inference_failures}
+        new = {key: value - self._window.get(key, 0) for key, value in counts.items()}
+        self._window = counts
+        if new['received']:
+            self.last_input_at = now
         latency = latency_percentiles(list(self.latencies_s))
-        settings = self.settings
+        budget_ms = self.get_parameter('latency_budget_ms').value
+        timeout_s = self.get_parameter('input_timeout_s').value
+        errors, warnings = [], []
+        if self.configure_error is not None:
+            errors.append(f'configure failed: {self.configure_error}')
+        if self.last_failure:
+            errors.append(f'inference failing ({new["failures"]} frame(s) in the last '
+                          f'{DIAGNOSTICS_PERIOD_S:g} s): {self.last_failure}')
+        if state == 'active':
+            if new['dropped']:
+                warnings.append(f'{new["dropped"]} frame(s) dropped (camera faster than '
+                                'inference)')
+            if new['rejected']:
+                warnings.append(f'{new["rejected"]} frame(s) rejected (undecodable)')
+            if budget_ms and self.latencies_s and latency['p50'] > budget_ms:
+                warnings.append(f'latency p50 {latency["p50"]:.1f} ms over the '
+                                f'{budget_ms:g} ms budget')
+            silent_s = now - self.last_input_at
+            if timeout_s and silent_s > timeout_s:
+                warnings.append(f'no frame on {self.camera_topic()} for {silent_s:.1f} s')
+        level = (DiagnosticStatus.ERROR if errors else DiagnosticStatus.WARN if warnings
+                 else DiagnosticStatus.OK)
+        if errors or warnings:
+            message = '; '.join(errors + warnings)
+        elif state == 'active':
+            message = 'serving' if self.served else 'active, waiting for frames'
+        else:
+            message = state
+        backend = self.segmenter.backend.name if self.segmenter is not None else ''
         values = {
-            'frames_in': self.slot.received, 'frames_served': self.served,
-            'frames_dropped': self.slot.dropped, 'frames_rejected': self.rejected,
+            'lifecycle_state': state,
+            'frames_in': received, 'frames_served': self.served, 'frames_dropped': dropped,
+            'frames_rejected': self.rejected, 'inference_failures': self.inference_failures,
             'latency_p50_ms': latency['p50'], 'latency_p99_ms': latency['p99'],
-            'backend': self.segmenter.backend.name, 'model': str(settings.model),
+            'latency_budget_ms': budget_ms, 'backend': backend,
+            'model': str(self.settings.model), 'input_topic': self.camera_topic(),
             'input_reliability': self.input_reliability,
         }
-        status = DiagnosticStatus(
-            level=DiagnosticStatus.OK if self.served else DiagnosticStatus.WARN,
-            name=f'{self.get_name()}: semantic segmentation',
-            message='serving' if self.served else 'no frame served yet',
-            hardware_id=self.segmenter.backend.name,
-            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
-        diagnostics = DiagnosticArray(status=[status])
+        return DiagnosticStatus(
+            level=level, name=f'{self.get_name()}: semantic segmentation', message=message,
+            hardware_id=backend, values=[KeyValue(key=k, value=str(v))
+                                         for k, v in values.items()])
+
+    def _publish_diagnostics(self) -> None:
+        diagnostics = DiagnosticArray(status=[self.diagnostic_status()])
         diagnostics.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(diagnostics)
 
     def close(self) -> None:
         """Stop the worker and release the node."""
-        self.slot.close()
-        self.worker.join(timeout=5.0)
+        self._stop_serving()
         self.destroy_node()
 
 
+class _Signals:
+    """SIGINT / SIGTERM after the imports: the first one stops the node, later ones wait."""
+
+    def __init__(self) -> None:
+        self.received = False
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, self._handle)
+
+    def _handle(self, *_: object) -> None:
+        if not self.received:
+            self.received = True
+            raise KeyboardInterrupt
+
+
 def main(args: list[str] | None = None) -> int:
-    """Run the node until shutdown; exit 0 on Ctrl-C, 1 with one line on a start-up error."""
+    """Run the node until shutdown.
+
+    Exit 0 on Ctrl-C or SIGTERM at any moment (rclpy's handlers shut the context down,
+    then ours interrupts the main thread); 1 with one line on a start-up error.
+    """
+    signals = _Signals()
     cv2.setNumThreads(1)
+    node = executor = None
+    status = 0
     try:
-        with rclpy.init(args=args):
-            # The executor exists before the node announces itself, so a Ctrl-C at any
-            # point after start-up interrupts spinning, never a half-built executor.
-            executor = SingleThreadedExecutor()
-            node = SegNode()
-            try:
-                executor.add_node(node)
-                executor.spin()
-            finally:
-                node.close()
+        rclpy.init(args=args)
+        # Three threads: a transition (model load), the default group (camera, parameter
+        # services, diagnostics) and a lifecycle query each get one.
+        executor = MultiThreadedExecutor(num_threads=3)
+        node = SegNode()
+        executor.add_node(node)
+        executor.spin_until_future_complete(node.start_failed)
+        if node.start_failed.done():
+            raise node.start_failed.result()
     except (KeyboardInterrupt, ExternalShutdownException):
-        return 0
+        pass
     except SegNodeError as err:
         rclpy.logging.get_logger('seg_node').fatal(str(err))
-        return 1
-    return 0
+        status = 1
+    except Exception:
+        if not signals.received:
+            raise  # a bug, not an interrupted start-up: keep its traceback
+    _close(node, executor)
+    return status
+
+
+def _close(node: SegNode | None, executor: MultiThreadedExecutor | None) -> None:
+    """Release the node, the executor and rclpy; leave at once if a transition still runs.
+
+    A model load or TensorRT build cannot be interrupted; waiting for it would hold a
+    Ctrl-C for up to minutes, so the process exits without it.
+    """
+    busy = node is not None and node.lifecycle_state() in (
+        'configuring', 'activating', 'deactivating', 'cleaningup', 'shuttingdown')
+    if busy:
+        rclpy.try_shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    if executor is not None:
+        executor.shutdown()
+    if node is not None:
+        node.close()
+    rclpy.try_shutdown()
 
 
 if __name__ == '__main__':

@@ -40,8 +40,7 @@ class NodeProcess:
                  env: dict[str, str] | None = None) -> None:
         """Describe the process; ``parameters`` are passed as ``-p name:=value``."""
         self.command = [sys.executable, '-m', 'seg_node.ros.node', '--ros-args',
-                        '-r', f'image:={image_topic}',
-                        '-r', f'image/compressed:={image_topic}/compressed']
+                        '-r', f'image:={image_topic}']
         for name, value in parameters.items():
             self.command += ['-p', f'{name}:={value}']
         self.env = {**os.environ, **(env or {})}

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seg_node.core.inference.torch import TorchBackend
+from seg_node.models.torch_backend import TorchBackend
 from seg_node.evaluation.metrics import ConfusionMatrix
 
 DEFAULT_OFFSETS = tuple(np.round(np.linspace(-3.0, 3.0, 25), 3))

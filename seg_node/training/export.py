@@ -1,7 +1,10 @@
-"""Export a checkpoint to the ONNX contract and verify the result (``seg_tool export``).
+"""Export a checkpoint (or re-export an ONNX model) to the ONNX contract and verify it.
 
-Verification: the ONNX checker, label parity with PyTorch on real frames, and that every
-operator is one TensorRT 10's ONNX parser supports (so the same file builds an engine).
+``seg_tool export`` writes every graph through :func:`write_deploy_onnx`: UINT8 moved to the
+graph's edges, optionally converted to fp16, metadata set. Verification: the ONNX checker,
+label parity with the source (PyTorch for a checkpoint, ONNX Runtime on the source file for
+an ONNX model) on real frames, every operator one TensorRT's ONNX parser supports, and
+UINT8 only at the edges (so the same file builds an engine).
 """
 
 import json
@@ -15,28 +18,13 @@ import torch
 
 from seg_node.core.inference.contract import (INPUT_NAME, META_ARCH, META_CLASS_NAMES,
                                               META_INFERENCE_SIZE, OUTPUT_NAMES)
+from seg_node.core.inference.base import Backend, label_agreement
+from seg_node.models.deploy_graph import (move_uint8_to_edges, operator_report, to_fp16,
+                                          uint8_edge_violation)
 from seg_node.core.inference.onnxruntime import OnnxRuntimeBackend
-from seg_node.core.inference.torch import TorchBackend
 from seg_node.models.deploy import DeployModel
 
 OPSET = 17
-# Operators of the ONNX standard that TensorRT 10's ONNX parser imports (its operator
-# support matrix). MaxUnpool, and MaxPool's second (indices) output, are absent: that is why
-# SegNet's unpooling is written with comparisons instead.
-TENSORRT_OPERATORS = frozenset("""
-Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization
-Cast Ceil Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum
-DepthToSpace DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten
-Floor Gather GatherElements GatherND Gelu Gemm GlobalAveragePool GlobalMaxPool Greater
-GreaterOrEqual GroupNormalization HardSigmoid HardSwish Identity If InstanceNormalization
-IsInf IsNaN LayerNormalization LeakyRelu Less LessOrEqual Log LogSoftmax Loop LRN MatMul Max
-MaxPool Mean Min Mish Mod Mul Neg Not OneHot Or Pad Pow PRelu QuantizeLinear Range
-Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin
-ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize Round ScatterElements ScatterND
-Selu Shape Sigmoid Sign Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split
-Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Upsample
-Where Xor
-""".split())
 
 
 @dataclass
@@ -45,20 +33,58 @@ class ExportReport:
 
     Attributes:
         path: the ONNX file.
-        label_agreement: fraction of pixels where ONNX Runtime and PyTorch labels agree.
+        label_agreement: fraction of pixels where the file's labels (ONNX Runtime) and the
+            source's agree.
+        identical_frames: frames whose labels agree on every pixel.
+        frames: frames compared.
         operators: sorted operator types used by the graph.
         unsupported: operators TensorRT's parser would reject (empty when fine).
+        uint8_violation: the node that breaks the UINT8-at-the-edges rule, or None.
 
     """
 
     path: Path
     label_agreement: float
+    identical_frames: int
+    frames: int
     operators: list[str]
     unsupported: list[str]
+    uint8_violation: str | None
+
+    def problem(self) -> str | None:
+        """Return one line saying why TensorRT could not build this file, or None."""
+        if self.unsupported:
+            return f'{self.path}: operators TensorRT cannot parse: {self.unsupported}'
+        if self.uint8_violation:
+            return (f'{self.path}: {self.uint8_violation}; TensorRT allows UINT8 only at '
+                    'the graph edges (the image input feeds only a Cast, labels come from '
+                    'a final Cast)')
+        return None
+
+
+def write_deploy_onnx(model: onnx.ModelProto, path: Path, metadata: dict[str, str],
+                      fp16: bool = False) -> Path:
+    """Write a contract graph with UINT8 at its edges, in fp16 if asked, with ``metadata``.
+
+    Args:
+        model: the exported (or loaded) fp32 graph; rewritten in place.
+        path: output ``.onnx`` path.
+        metadata: custom metadata replacing the model's own.
+        fp16: write the fp16 copy (inputs and outputs keep the contract's types).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = move_uint8_to_edges(model)
+    if fp16:
+        model = to_fp16(model)
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, metadata)
+    onnx.save(model, str(path))
+    return path
 
 
 def export_onnx(model: DeployModel, path: Path, class_names: list[str] | tuple[str, ...],
-                inference_size: tuple[int, int], arch: str) -> Path:
+                inference_size: tuple[int, int], arch: str, fp16: bool = False) -> Path:
     """Write ``model`` as an ONNX file of the contract, with metadata.
 
     Args:
@@ -67,6 +93,7 @@ def export_onnx(model: DeployModel, path: Path, class_names: list[str] | tuple[s
         class_names: K class names, stored as metadata.
         inference_size: (H, W) the network was trained for; the node's default input size.
         arch: architecture name, stored as metadata.
+        fp16: write the fp16 copy of the graph.
 
     """
     path = Path(path)
@@ -82,42 +109,36 @@ def export_onnx(model: DeployModel, path: Path, class_names: list[str] | tuple[s
                                         OUTPUT_NAMES[2]: {0: 'batch', 2: 'height',
                                                           3: 'width'}},
                           dynamo=False)
-    graph = onnx.load(str(path))
     metadata = {META_CLASS_NAMES: json.dumps(list(class_names)),
                 META_INFERENCE_SIZE: f'{inference_size[0]}x{inference_size[1]}',
                 META_ARCH: arch}
-    onnx.helper.set_model_props(graph, metadata)
-    onnx.save(graph, str(path))
-    return path
+    return write_deploy_onnx(onnx.load(str(path)), path, metadata, fp16)
 
 
-def operator_report(path: Path) -> tuple[list[str], list[str]]:
-    """Return the graph's operator types and those TensorRT's parser does not support."""
-    graph = onnx.load(str(path)).graph
-    operators = sorted({node.op_type for node in graph.node})
-    unsupported = [op for op in operators if op not in TENSORRT_OPERATORS]
-    unsupported += [f'{node.op_type} with indices output' for node in graph.node
-                    if node.op_type == 'MaxPool' and len(node.output) > 1]
-    return operators, unsupported
+def reexport_onnx(source: Path, path: Path, fp16: bool = False) -> Path:
+    """Re-write an ONNX model of the contract through :func:`write_deploy_onnx`.
+
+    Upgrades a file exported before the UINT8 rule (or makes its fp16 copy) without the
+    training checkpoint; the metadata (classes, inference size, arch) is kept.
+    """
+    model = onnx.load(str(source))
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
+    return write_deploy_onnx(model, path, metadata, fp16)
 
 
-def verify_export(path: Path, model: DeployModel, images: list[np.ndarray]) -> ExportReport:
-    """Check the ONNX file: checker, parity with PyTorch on ``images``, TensorRT operators.
+def verify_export(path: Path, source: Backend, images: list[np.ndarray]) -> ExportReport:
+    """Check the ONNX file: checker, parity with its source on ``images``, TensorRT rules.
 
     Args:
         path: exported ONNX file.
-        model: the PyTorch deploy model it came from.
+        source: what it came from, e.g. a TorchBackend of the deploy model, or ONNX Runtime
+            on the file it was re-exported from.
         images: (H, W, 3) uint8 RGB frames to compare labels on.
 
     """
     onnx.checker.check_model(str(path), full_check=True)
-    onnx_backend = OnnxRuntimeBackend(path)
-    torch_backend = TorchBackend(None, model=model)
-    agree = total = 0
-    for image in images:
-        onnx_labels = onnx_backend.infer(image, confidence=False).labels
-        torch_labels = torch_backend.infer(image, confidence=False).labels
-        agree += int((onnx_labels == torch_labels).sum())
-        total += onnx_labels.size
-    operators, unsupported = operator_report(path)
-    return ExportReport(Path(path), agree / max(total, 1), operators, unsupported)
+    agreement, identical = label_agreement(source, OnnxRuntimeBackend(path), images)
+    graph = onnx.load(str(path))
+    operators, unsupported = operator_report(graph)
+    return ExportReport(Path(path), agreement, identical, len(images), operators, unsupported,
+                        uint8_edge_violation(graph))

@@ -41,9 +41,9 @@ from seg_node.evaluation.dataset import read_rgb, split_pairs
 from seg_node.core.errors import ConfigError, ModelLoadError
 from seg_node.evaluation.scoring import evaluate_frames, latency_percentiles
 from seg_node.core.inference.contract import INPUT_NAME, QUANTIZATION_TARGETS
+from seg_node.models.deploy_graph import operator_report, uint8_edge_violation
 from seg_node.core.inference.onnxruntime import OnnxRuntimeBackend
 from seg_node.evaluation.metrics import ConfusionMatrix, scores_to_dict
-from seg_node.training.export import operator_report
 
 DEFAULT_CALIBRATION_COUNT = 300
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
@@ -115,8 +115,9 @@ class QuantizeReport:
         frames: calibration frames used.
         quantized_convs: Conv nodes whose inputs are quantised.
         convs: all Conv nodes.
-        unsupported: operators TensorRT's parser would reject (empty when fine; checked for
-            the ``'tensorrt'`` target only, since TensorRT never reads the ``'cpu'`` file).
+        unsupported: what TensorRT's parser would reject: operators, or the node breaking
+            the UINT8-at-the-edges rule (empty when fine; checked for the ``'tensorrt'``
+            target only, since TensorRT never reads the ``'cpu'`` file).
     """
 
     path: Path
@@ -207,7 +208,10 @@ def quantize_model(model_path: Path, output_path: Path, image_paths: list[Path],
         raise ModelLoadError(f'{output_path} lost the model contract: {quantized_info} '
                              f'differs from {info}')
     done, convs = quantized_conv_count(quantized.graph)
-    unsupported = operator_report(output_path)[1] if target == 'tensorrt' else []
+    unsupported = []
+    if target == 'tensorrt':
+        violation = uint8_edge_violation(quantized)
+        unsupported = operator_report(quantized)[1] + ([violation] if violation else [])
     return QuantizeReport(output_path, len(image_paths), done, convs, unsupported)
 
 

@@ -31,7 +31,7 @@ from seg_node.core.classes import load_classes
 from seg_node.evaluation.dataset import channel_statistics, class_weights, load_split
 from seg_node.core.errors import ConfigError
 from seg_node.evaluation.scoring import evaluate_frames
-from seg_node.core.inference.torch import (FOREIGN_CHECKPOINT_ERRORS, load_checkpoint,
+from seg_node.models.torch_backend import (FOREIGN_CHECKPOINT_ERRORS, load_checkpoint,
                                            TorchBackend, UNREADABLE_CHECKPOINT_ERRORS)
 from seg_node.evaluation.metrics import format_table, Scores
 from seg_node.models.architectures import build_model

@@ -115,6 +115,25 @@ def test_make_bag_round_trip(tmp_path, fixture_frames, storage):
         np.testing.assert_allclose(camera_info.k, [480, 0, 239.5, 0, 480, 179.5, 0, 0, 1])
 
 
+def test_make_bag_cuts_drives_whose_stamps_run_on(tmp_path, capsys, fixture_frames):
+    output = tmp_path / 'drives'
+    assert main(['make-bag', str(CAMVID_FIXTURES), str(output), '--drives', '2', '--storage',
+                 'sqlite3,mcap', '--rate', '2']) == 0
+    first, second = output / 'drive_1', output / 'drive_2'
+    assert capsys.readouterr().out == (f'wrote 2 frames to {first}\n'
+                                       f'wrote 1 frames to {second}\n')
+    assert next(first.glob('*.db3')) and next(second.glob('*.mcap'))
+    stamps = [stamp_ns(msg.header) for bag in (first, second)
+              for _, msg in read_topic(bag, GROUND_TRUTH_TOPIC)]
+    assert np.diff(stamps).tolist() == [PERIOD_NS, PERIOD_NS]
+    np.testing.assert_array_equal(read_topic(second, GROUND_TRUTH_TOPIC)[0][1].data.reshape(
+        360, 480), fixture_frames.labels[2])
+    assert main(['make-bag', str(CAMVID_FIXTURES), str(tmp_path / 'more'), '--drives', '4']) == 1
+    assert capsys.readouterr().err.startswith('seg_tool: error: 4 drives cannot be cut from 3 '
+                                              'frames')
+    assert not (tmp_path / 'more').exists()
+
+
 def test_make_bag_png_compressed_is_lossless(tmp_path, fixture_frames):
     bag = tmp_path / 'drive'
     make_bag(CAMVID_FIXTURES, bag, compressed='png', limit=2, start_ns=START_NS)

@@ -1,15 +1,17 @@
-"""One shared test class that every architecture passes: shapes, stride, export contract."""
+"""Every architecture passes one test class: shapes, stride, export contract, TensorRT rules."""
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from seg_node.models.deploy_graph import operator_report, uint8_edge_violation
 from seg_node.core.inference.onnxruntime import OnnxRuntimeBackend
+from seg_node.models.torch_backend import TorchBackend
 from seg_node.models import ARCHITECTURE_NAMES
 from seg_node.models.architectures import ARCHITECTURES, build_model, OUTPUT_STRIDE, unpool2
 from seg_node.models.deploy import DeployModel
-from seg_node.training.export import export_onnx, operator_report, verify_export
+from seg_node.training.export import export_onnx, verify_export
 
 NUM_CLASSES = 11
 
@@ -49,10 +51,11 @@ class TestArchitecture:
         batch = np.stack([camvid_rgb[:33, :45]] * 2)
         outputs = backend.session.run(None, {'image': batch})
         assert [o.shape for o in outputs] == [(2, 33, 45), (2, 33, 45), (2, 11, 33, 45)]
-        report = verify_export(path, deploy, [camvid_rgb])
-        assert report.label_agreement >= 0.999
-        assert report.unsupported == []
-        assert operator_report(path)[1] == []
+        report = verify_export(path, TorchBackend(None, model=deploy), [camvid_rgb])
+        assert report.label_agreement >= 0.999 and report.frames == 1
+        assert report.unsupported == [] and report.uint8_violation is None
+        assert report.problem() is None
+        assert operator_report(path)[1] == [] and uint8_edge_violation(path) is None
 
 
 def test_cli_names_every_architecture():

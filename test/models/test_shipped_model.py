@@ -1,14 +1,13 @@
-"""The bundled default model: the ONNX contract, its class file, TensorRT operators, accuracy."""
+"""The bundled default model: the ONNX contract, its class file, TensorRT rules, accuracy."""
 
 import pytest
 
 from seg_node.core.classes import load_classes
 from seg_node.evaluation.scoring import evaluate_frames
+from seg_node.models.deploy_graph import (model_precision, operator_report,
+                                          uint8_edge_violation)
 from seg_node.core.inference.onnxruntime import OnnxRuntimeBackend
 from seg_node.models import DEFAULT_MODEL_PATH
-
-pytest.importorskip('torch')  # operator_report lives with the exporter, which needs torch.
-from seg_node.training.export import operator_report  # noqa: E402
 
 
 @pytest.fixture(scope='module')
@@ -23,9 +22,11 @@ def test_shipped_model_is_small_and_names_the_bundled_classes(shipped):
     assert shipped.info.inference_size == (360, 480)
 
 
-def test_shipped_model_uses_only_tensorrt_operators():
+def test_shipped_model_is_fp32_with_tensorrt_operators_and_uint8_only_at_its_edges():
     _, unsupported = operator_report(DEFAULT_MODEL_PATH)
     assert unsupported == []
+    assert uint8_edge_violation(DEFAULT_MODEL_PATH) is None
+    assert model_precision(DEFAULT_MODEL_PATH) == 'fp32'
 
 
 def test_shipped_model_segments_real_val_frames(shipped, camvid_pairs):

@@ -5,8 +5,6 @@ import time
 import cv2
 import numpy as np
 import pytest
-from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
@@ -14,63 +12,10 @@ from conftest import wait_for
 from seg_node.core.classes import load_classes
 from seg_node.core.image_codec import encode_rgb
 from seg_node.core.inference.onnxruntime import OnnxRuntimeBackend
-from seg_node.ros.node import SegNode
-from seg_node.tools.ros_client import FrameClient, image_array
+from node_harness import image_msg, node_fixture, Probe, send_until, start  # noqa: F401
+from seg_node.tools.ros_client import image_array
 
 BEST_EFFORT = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
-RELIABLE = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def image_msg(rgb: np.ndarray, stamp_sec: int, encoding: str = 'rgb8') -> Image:
-    """Build a camera Image of ``rgb`` in ``encoding`` stamped ``stamp_sec``."""
-    msg = FrameClient.frame(rgb, encoding)
-    msg.header.stamp.sec = stamp_sec
-    return msg
-
-
-class Probe(Node):
-    """Publishes camera frames and records what the node publishes."""
-
-    def __init__(self, context, qos: QoSProfile = RELIABLE,
-                 publisher_qos: QoSProfile = BEST_EFFORT):
-        super().__init__('probe', context=context)
-        self.camera = self.create_publisher(Image, '/camera/image_raw', publisher_qos)
-        self.compressed = self.create_publisher(CompressedImage,
-                                                '/camera/image_raw/compressed', publisher_qos)
-        self.received: dict[str, list] = {}
-        self.qos = qos
-        self.subscriptions_by_topic: dict = {}
-
-    def listen(self, topic: str, message_type: type = Image) -> None:
-        self.received[topic] = []
-        self.subscriptions_by_topic[topic] = self.create_subscription(
-            message_type, topic, self.received[topic].append, self.qos)
-
-    def stop_listening(self, topic: str) -> None:
-        self.destroy_subscription(self.subscriptions_by_topic.pop(topic))
-
-    def last(self, topic: str, stamp_sec: int):
-        matches = [m for m in self.received[topic] if m.header.stamp.sec == stamp_sec]
-        return matches[-1] if matches else None
-
-
-@pytest.fixture
-def node(ros_context, tiny_model):
-    return ros_context.add(SegNode(context=ros_context.context, parameter_overrides=[
-        Parameter('model', value=str(tiny_model)), Parameter('num_threads', value=2)],
-        cli_args=['--ros-args', '-r', 'image:=/camera/image_raw']))
-
-
-def send_until(probe: Probe, topic: str, msg, timeout: float = 15.0):
-    """Publish ``msg`` repeatedly until ``topic`` has an output with its stamp."""
-    stamp = msg.header.stamp.sec
-    deadline = time.monotonic() + timeout
-    publisher = probe.compressed if isinstance(msg, CompressedImage) else probe.camera
-    while time.monotonic() < deadline:
-        publisher.publish(msg)
-        if wait_for(lambda: probe.last(topic, stamp) is not None, 0.5):
-            return probe.last(topic, stamp)
-    return None
 
 
 def test_labels_and_confidences_match_the_model(ros_context, node, tiny_model, camvid_rgb):
@@ -190,11 +135,7 @@ def test_diagnostics_report_counts_latency_backend_and_model(ros_context, node, 
 
 def test_compressed_transport_serves_jpeg_frames(ros_context, tiny_model, camvid_rgb):
     from seg_node.core.image_codec import decode_compressed, encode_compressed
-    compressed_node = ros_context.add(SegNode(
-        context=ros_context.context,
-        parameter_overrides=[Parameter('model', value=str(tiny_model)),
-                             Parameter('image_transport', value='compressed')],
-        cli_args=['--ros-args', '-r', 'image/compressed:=/camera/image_raw/compressed']))
+    compressed_node = start(ros_context, tiny_model, image_transport='compressed')
     assert compressed_node.subscription.topic_name == '/camera/image_raw/compressed'
     probe = ros_context.add(Probe(ros_context.context))
     probe.listen('/seg_node/labels')
@@ -211,11 +152,7 @@ def test_compressed_transport_serves_jpeg_frames(ros_context, tiny_model, camvid
                                            ('bilinear', cv2.COLOR_BayerBG2RGB)])
 def test_bayer_frames_are_demosaiced_as_configured(ros_context, tiny_model, camvid_rgb,
                                                    debayer, code):
-    overrides = [Parameter('model', value=str(tiny_model))]
-    if debayer is not None:
-        overrides.append(Parameter('debayer', value=debayer))
-    ros_context.add(SegNode(context=ros_context.context, parameter_overrides=overrides,
-                            cli_args=['--ros-args', '-r', 'image:=/camera/image_raw']))
+    start(ros_context, tiny_model, **({} if debayer is None else {'debayer': debayer}))
     probe = ros_context.add(Probe(ros_context.context))
     probe.listen('/seg_node/labels')
     labels = send_until(probe, '/seg_node/labels', image_msg(camvid_rgb, 44, 'bayer_rggb8'))

@@ -9,7 +9,7 @@ import torch
 
 from conftest import CAMVID_FIXTURES
 from seg_node.tools.cli.main import main as seg_tool
-from seg_node.core.inference.torch import load_checkpoint, TorchBackend
+from seg_node.models.torch_backend import load_checkpoint, TorchBackend
 from seg_node.models.architectures import build_model
 from seg_node.training.calibrate import (fit_offsets, miou_with_offsets, PixelSample,
                                          write_offset_checkpoint)

@@ -13,7 +13,7 @@ from seg_node.core.classes import load_classes
 from seg_node.tools.cli.main import main
 from seg_node.core.errors import ConfigError, ModelLoadError
 from seg_node.core.inference.onnxruntime import OnnxRuntimeBackend
-from seg_node.training.export import operator_report, TENSORRT_OPERATORS
+from seg_node.models.deploy_graph import operator_report, TENSORRT_OPERATORS
 from seg_node.training import quantize as quantize_module
 from seg_node.training.quantize import (calibration_images, compare_int8, consumers,
                                         META_QUANTIZATION, quantize_model)

@@ -80,12 +80,34 @@ class Backend(Protocol):
         """
 
 
+def label_agreement(reference: Backend, candidate: Backend,
+                    images: list[np.ndarray]) -> tuple[float, int]:
+    """Compare two backends' labels on the same frames.
+
+    Args:
+        reference: the backend taken as right (e.g. ONNX Runtime, or PyTorch at export).
+        candidate: the backend checked against it.
+        images: (H, W, 3) uint8 RGB frames.
+
+    Returns:
+        The fraction of pixels with equal labels (1.0 for no frames) and the number of frames
+        whose labels are equal on every pixel.
+    """
+    same = total = identical = 0
+    for image in images:
+        expected = reference.infer(image, confidence=False).labels.copy()
+        equal = int((candidate.infer(image, confidence=False).labels == expected).sum())
+        same, total = same + equal, total + expected.size
+        identical += equal == expected.size
+    return (same / total if total else 1.0), identical
+
+
 # name -> (module, class): modules are imported on use, so `tensorrt` and `torch` are never
 # loaded unless chosen.
 BACKENDS: dict[str, tuple[str, str]] = {
     'onnxruntime': ('seg_node.core.inference.onnxruntime', 'OnnxRuntimeBackend'),
     'tensorrt': ('seg_node.core.inference.tensorrt', 'TensorRTBackend'),
-    'torch': ('seg_node.core.inference.torch', 'TorchBackend'),
+    'torch': ('seg_node.models.torch_backend', 'TorchBackend'),
 }
 # What the node and eval-bag offer: torch is a development backend only.
 DEPLOY_BACKENDS = ('auto', 'onnxruntime', 'tensorrt')

@@ -1,10 +1,13 @@
-"""TensorRT engines cached next to their ONNX model, keyed by everything that makes one valid.
+"""TensorRT engines in a cache folder, keyed by everything that makes one valid.
 
-A serialized engine only runs correctly with the TensorRT version and GPU (name, compute
-capability) it was built on, and only means the model it was built from at the precision and
-optimisation profile asked for. All of that is the :class:`EngineKey`. An engine is written as
-``<model stem>.<precision>.<key digest>.engine`` beside the model, with a sidecar
-``<engine>.json`` holding the key fields, the engine's own sha256 and the model's metadata.
+A serialized engine only runs correctly with the TensorRT library (``tensorrt`` or
+``tensorrt_rtx``) and version and the GPU (name, compute capability) it was built for, and only
+means the model file it was built from (whose types carry the precision) and the optimisation
+profile asked for. All of that is the :class:`EngineKey`. An engine is written as
+``<model stem>.<precision>.<key digest>.engine`` in the engine folder (the node's
+``engine_cache_dir``; :func:`default_engine_dir` when unset, never the install tree beside a
+bundled model), with a sidecar ``<engine>.json`` holding the key fields, the engine's own
+sha256 and the model's metadata.
 
 A lookup hands out an engine only if its sidecar matches the key field for field and the engine
 bytes match their recorded hash; anything else raises :class:`~seg_node.core.errors.ModelLoadError`
@@ -22,11 +25,25 @@ from pathlib import Path
 from seg_node.core.errors import ConfigError, ModelLoadError
 
 PRECISIONS = ('fp32', 'fp16', 'int8')
-ENVIRONMENT_FIELDS = ('tensorrt_version', 'device_name', 'compute_capability')
+ENVIRONMENT_FIELDS = ('tensorrt_module', 'tensorrt_version', 'device_name',
+                      'compute_capability')
 KEY_FIELDS = ('onnx_sha256', *ENVIRONMENT_FIELDS, 'precision', 'profile')
 ENGINE_SUFFIX = '.engine'
 
 Shape = tuple[int, int, int]
+
+
+def default_engine_dir() -> Path:
+    """Return where engines go when no folder is given.
+
+    ``$ROS_HOME/seg_node/engines`` if ``ROS_HOME`` is set, else
+    ``$XDG_CACHE_HOME/seg_node/engines`` if ``XDG_CACHE_HOME`` is set, else
+    ``~/.ros/seg_node/engines`` (ROS's own default home).
+    """
+    for variable in ('ROS_HOME', 'XDG_CACHE_HOME'):
+        if os.environ.get(variable):
+            return Path(os.environ[variable]).expanduser() / 'seg_node' / 'engines'
+    return Path.home() / '.ros' / 'seg_node' / 'engines'
 
 
 def parse_shape(text: str) -> Shape:
@@ -112,14 +129,17 @@ class EngineKey:
 
     Attributes:
         onnx_sha256: hex sha256 of the ONNX file's bytes.
-        tensorrt_version: ``tensorrt.__version__`` of the builder.
-        device_name: the GPU's name, e.g. ``"NVIDIA H100 80GB HBM3"``.
-        compute_capability: ``"major.minor"``, e.g. ``"9.0"``.
+        tensorrt_module: the builder's Python module, ``tensorrt`` or ``tensorrt_rtx``.
+        tensorrt_version: that module's ``__version__``.
+        device_name: the GPU's name, e.g. ``"NVIDIA H100 80GB HBM3"`` (``"any"`` for a
+            portable TensorRT-RTX engine).
+        compute_capability: ``"major.minor"``, e.g. ``"9.0"`` (or the portable targets).
         precision: one of :data:`PRECISIONS`.
         profile: the input's optimisation profile.
     """
 
     onnx_sha256: str
+    tensorrt_module: str
     tensorrt_version: str
     device_name: str
     compute_capability: str
@@ -134,7 +154,8 @@ class EngineKey:
 
     def fields(self) -> dict[str, object]:
         """Return the key as JSON-ready values, in :data:`KEY_FIELDS` order."""
-        return {'onnx_sha256': self.onnx_sha256, 'tensorrt_version': self.tensorrt_version,
+        return {'onnx_sha256': self.onnx_sha256, 'tensorrt_module': self.tensorrt_module,
+                'tensorrt_version': self.tensorrt_version,
                 'device_name': self.device_name,
                 'compute_capability': self.compute_capability, 'precision': self.precision,
                 'profile': self.profile.to_json()}
@@ -154,11 +175,10 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def engine_path(model_path: Path, key: EngineKey) -> Path:
-    """Return where the engine of ``key`` for ``model_path`` lives (next to the model)."""
-    model_path = Path(model_path)
-    return model_path.with_name(
-        f'{model_path.stem}.{key.precision}.{key.digest()[:16]}{ENGINE_SUFFIX}')
+def engine_path(engine_dir: Path, model_path: Path, key: EngineKey) -> Path:
+    """Return where the engine of ``key`` for ``model_path`` lives in ``engine_dir``."""
+    return (Path(engine_dir)
+            / f'{Path(model_path).stem}.{key.precision}.{key.digest()[:16]}{ENGINE_SUFFIX}')
 
 
 def sidecar_path(engine: Path) -> Path:
@@ -173,14 +193,15 @@ def _write_atomically(path: Path, data: bytes) -> None:
     temporary.replace(path)
 
 
-def write_engine(model_path: Path, key: EngineKey, data: bytes,
+def write_engine(engine_dir: Path, model_path: Path, key: EngineKey, data: bytes,
                  metadata: dict[str, str]) -> Path:
-    """Store serialized engine bytes and their sidecar beside the model.
+    """Store serialized engine bytes and their sidecar in ``engine_dir`` (made if missing).
 
     The engine is written first and the sidecar last, each atomically, so an interrupted
     build leaves no engine that a lookup would accept.
 
     Args:
+        engine_dir: the engine folder.
         model_path: the ONNX model the engine was built from.
         key: the key it was built for.
         data: the serialized engine.
@@ -190,7 +211,8 @@ def write_engine(model_path: Path, key: EngineKey, data: bytes,
     Returns:
         The engine path.
     """
-    path = engine_path(model_path, key)
+    path = engine_path(engine_dir, model_path, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomically(path, data)
     sidecar = {**key.fields(), 'engine_sha256': hashlib.sha256(data).hexdigest(),
                'onnx_file': Path(model_path).name, 'metadata': dict(metadata)}
@@ -277,29 +299,30 @@ def read_engine(engine: Path, expected: dict[str, object],
     return data, sidecar
 
 
-def find_engine(model_path: Path, key: EngineKey) -> Path | None:
-    """Return the cached engine of ``key`` for ``model_path``, or None if there is none.
+def find_engine(engine_dir: Path, model_path: Path, key: EngineKey) -> Path | None:
+    """Return the engine of ``key`` for ``model_path`` in ``engine_dir``, or None.
 
     Raises:
         ModelLoadError: an engine is at the key's path but its sidecar does not match.
     """
-    path = engine_path(model_path, key)
+    path = engine_path(engine_dir, model_path, key)
     if not path.exists():
         return None
     verify_sidecar(path, key.fields())
     return path
 
 
-def explain_missing(model_path: Path, key: EngineKey) -> str:
+def explain_missing(engine_dir: Path, model_path: Path, key: EngineKey) -> str:
     """Say that no engine matches ``key`` and how each engine of the model differs.
 
     Returns:
-        A one-line message naming the request, every other engine built from a file of the
-        model's name with the fields in which it differs, and how to get a matching engine.
+        A one-line message naming the request, every other engine in ``engine_dir`` built
+        from a file of the model's name with the fields in which it differs, and how to get a
+        matching engine.
     """
     model_path = Path(model_path)
     reasons = []
-    for candidate in sorted(model_path.parent.glob(f'{model_path.stem}.*{ENGINE_SUFFIX}')):
+    for candidate in sorted(Path(engine_dir).glob(f'{model_path.stem}.*{ENGINE_SUFFIX}')):
         try:
             sidecar = read_sidecar(candidate)
         except ModelLoadError:
@@ -309,8 +332,8 @@ def explain_missing(model_path: Path, key: EngineKey) -> str:
             reasons.append(f'{candidate.name} differs in '
                            + ', '.join(differences(key.fields(), sidecar)))
     found = ('; '.join(reasons) if reasons else 'no engine was built for it yet')
-    return (f'no TensorRT engine of {model_path} matches {key.precision}, profile '
-            f'{key.profile.describe()}, TensorRT {key.tensorrt_version} on '
-            f'{key.device_name} (compute capability {key.compute_capability}): {found}; run '
-            f'`seg_tool build-engine {model_path} --precision {key.precision}` or set '
-            'build_engine_if_missing: true')
+    return (f'no TensorRT engine of {model_path} in {engine_dir} matches {key.precision}, '
+            f'profile {key.profile.describe()}, {key.tensorrt_module} {key.tensorrt_version} '
+            f'on {key.device_name} (compute capability {key.compute_capability}): {found}; '
+            f'run `seg_tool build-engine {model_path} --precision {key.precision} '
+            f'--engine-dir {engine_dir}` or set build_engine_if_missing: true')

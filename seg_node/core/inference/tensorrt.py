@@ -1,28 +1,42 @@
-"""TensorRT backend and engine builder (TensorRT 10 Python API; CUDA memory from cuda-python).
+"""TensorRT backend and engine builder: one strongly typed path for TensorRT 10, 11 and RTX.
 
-The backend runs a serialized engine with name-based I/O (``set_input_shape``,
-``set_tensor_address``, ``execute_async_v3``) on its own CUDA stream. Device buffers and
-pinned (page-locked) host buffers are allocated once per frame size; each frame is one
-host-to-device copy of the uint8 image, the engine, and device-to-host copies of ``labels``
-plus only the other outputs asked for.
+Which TensorRT runs is chosen at run time: ``tensorrt`` (10.x or 11.x, for data-centre and
+Jetson GPUs) if it is installed, else ``tensorrt_rtx`` (TensorRT for RTX 1.x); the
+``tensorrt_module`` option (``--tensorrt-module``) forces one. The network is *strongly typed*:
+TensorRT keeps the types of the ONNX file, so precision is carried by the file (fp32, its
+fp16 copy, or the int8 QDQ model of ``seg_tool quantize --target tensorrt``; see
+:func:`~seg_node.models.deploy_graph.model_for_precision`) and no FP16/INT8 builder
+flag is used (TensorRT 11 removed them). The module and its version are part of the engine
+key.
+
+Building needs no GPU with TensorRT-RTX: its ahead-of-time build runs on the CPU and writes a
+portable engine (compute capability 8.0 and later; device ``any``). TensorRT 10/11 builds on
+the GPU the engine will run on. Running an engine always needs a GPU: the backend runs a
+serialized engine with name-based I/O (``set_input_shape``, ``set_tensor_address``,
+``execute_async_v3``) on its own CUDA stream. Device buffers and pinned (page-locked) host
+buffers are allocated once per frame size; each frame is one host-to-device copy of the uint8
+image, the engine, and device-to-host copies of ``labels`` plus only the other outputs asked
+for.
 
 CUDA memory, streams and copies come from cuda-python (``cuda.bindings.runtime``), a thin
 binding of the CUDA runtime of a few MB. Torch could allocate the same buffers, but it would
-put a multi-GB dependency on the car's runtime path for nothing else. Both ``tensorrt`` and
+put a multi-GB dependency on the car's runtime path for nothing else. TensorRT and
 ``cuda-python`` are the optional extra ``tensorrt`` (``pip install 'seg_node[tensorrt]'``) and
-are imported only inside functions, so this module imports on machines without them, where
-:meth:`TensorRTBackend.available` is False and everything else raises
+are imported only inside functions of this module, so it imports on machines without them,
+where :meth:`TensorRTBackend.available` is False and everything else raises
 :class:`~seg_node.core.errors.ModelLoadError` with one line saying why.
 
 Engines are found, checked and stored by :mod:`seg_node.core.inference.engine_cache`.
 """
 
 import ctypes
+import importlib
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -36,6 +50,12 @@ from seg_node.core.inference.engine_cache import EngineKey, Profile
 DEFAULT_SIZE = (360, 480)
 DEFAULT_WORKSPACE_MB = 2048
 ONNX_TYPE_NAMES = {np.dtype(np.uint8): 'tensor(uint8)', np.dtype(np.float32): 'tensor(float)'}
+# Python modules of TensorRT, in the order tried when none is asked for, and the major
+# versions of each that build strongly typed networks through the same API.
+TENSORRT_MODULES = ('tensorrt', 'tensorrt_rtx')
+SUPPORTED_MAJORS = {'tensorrt': ('10', '11'), 'tensorrt_rtx': ('1',)}
+# A TensorRT-RTX engine is built ahead of time for every supported GPU, not for this one.
+PORTABLE_ENVIRONMENT = {'device_name': 'any', 'compute_capability': 'portable'}
 INSTALL_HINT = ("install the `tensorrt` extra (pip install 'seg_node[tensorrt]') on a machine "
                 'with an NVIDIA GPU, or use backend onnxruntime')
 
@@ -46,28 +66,61 @@ def _stderr_log(message: str) -> None:
     print(f'seg_node tensorrt: {message}', file=sys.stderr, flush=True)
 
 
-def import_runtime() -> tuple:
-    """Return the ``tensorrt`` and ``cuda.bindings.runtime`` modules.
+def import_tensorrt(module: str | None = None) -> ModuleType:
+    """Return the TensorRT module: ``module`` if given, else the first of TENSORRT_MODULES.
 
     Raises:
-        ModelLoadError: either is not installed, TensorRT is not major version 10, or no
-            CUDA device is visible.
+        ConfigError: ``module`` is not one of :data:`TENSORRT_MODULES`.
+        ModelLoadError: none is installed, or the installed one's major version is not
+            supported.
+    """
+    if module is not None and module not in TENSORRT_MODULES:
+        raise ConfigError(f'unknown TensorRT module {module!r}; choose one of '
+                          + ', '.join(TENSORRT_MODULES))
+    missing = []
+    for name in (module,) if module else TENSORRT_MODULES:
+        try:
+            trt = importlib.import_module(name)
+        except ImportError as err:
+            missing.append(str(err))
+            continue
+        if trt.__version__.split('.')[0] not in SUPPORTED_MAJORS[name]:
+            majors = ' or '.join(f'{major}.x' for major in SUPPORTED_MAJORS[name])
+            raise ModelLoadError(f'{name} {trt.__version__} is installed, but seg_node builds '
+                                 f'with {name} {majors}; install one of those or use backend '
+                                 'onnxruntime')
+        return trt
+    raise ModelLoadError(f'TensorRT is not available here ({"; ".join(missing)}); '
+                         + INSTALL_HINT)
+
+
+def import_cuda() -> ModuleType:
+    """Return ``cuda.bindings.runtime`` once a CUDA device is known to be usable.
+
+    Raises:
+        ModelLoadError: cuda-python is not installed or no CUDA device is visible.
     """
     try:
-        import tensorrt as trt
         from cuda.bindings import runtime as cudart
     except ImportError as err:
-        raise ModelLoadError(f'TensorRT is not available here ({err}); {INSTALL_HINT}') from err
-    if trt.__version__.split('.')[0] != '10':
-        raise ModelLoadError(f'TensorRT {trt.__version__} is installed, but seg_node is written '
-                             'for TensorRT 10 (TensorRT 11 removed the FP16/INT8 builder flags '
-                             "it uses); install 'tensorrt>=10,<11' or use backend onnxruntime")
+        raise ModelLoadError(f'TensorRT needs cuda-python to run an engine ({err}); '
+                             + INSTALL_HINT) from err
     error, count = cudart.cudaGetDeviceCount()
     if error != cudart.cudaError_t.cudaSuccess or count == 0:
         reason = 'no devices' if error == cudart.cudaError_t.cudaSuccess else error.name
         raise ModelLoadError(f'TensorRT is installed but no CUDA device is usable ({reason}); '
                              + INSTALL_HINT)
-    return trt, cudart
+    return cudart
+
+
+def import_runtime(module: str | None = None) -> tuple[ModuleType, ModuleType]:
+    """Return the TensorRT module and ``cuda.bindings.runtime``: what running an engine needs.
+
+    Raises:
+        ConfigError: an unknown ``module``.
+        ModelLoadError: what :func:`import_tensorrt` or :func:`import_cuda` raises.
+    """
+    return import_tensorrt(module), import_cuda()
 
 
 def _cuda(cudart: object, call: str, *args: object) -> object:
@@ -91,22 +144,29 @@ def _stream_handle(stream: object) -> int:
     return get_cuda_native_handle(stream)
 
 
-def environment(trt: object, cudart: object) -> dict[str, str]:
-    """Return this machine's engine-key environment fields.
+def environment(trt: ModuleType, cudart: ModuleType | None = None) -> dict[str, str]:
+    """Return the engine-key environment fields of building or running with ``trt`` here.
 
     Args:
-        trt: the ``tensorrt`` module.
-        cudart: the ``cuda.bindings.runtime`` module.
+        trt: the TensorRT module.
+        cudart: ``cuda.bindings.runtime``; None: imported when needed (``tensorrt`` only).
 
     Returns:
-        ``tensorrt_version``, ``device_name`` and ``compute_capability`` ("major.minor") of
-        CUDA device 0.
+        ``tensorrt_module``, ``tensorrt_version``, and ``device_name`` and
+        ``compute_capability`` ("major.minor") of CUDA device 0, or
+        :data:`PORTABLE_ENVIRONMENT` for ``tensorrt_rtx``.
+
+    Raises:
+        ModelLoadError: ``tensorrt`` without a usable CUDA device.
     """
-    properties = _cuda(cudart, 'cudaGetDeviceProperties', 0)
+    fields = {'tensorrt_module': trt.__name__, 'tensorrt_version': trt.__version__}
+    if trt.__name__ == 'tensorrt_rtx':
+        return fields | PORTABLE_ENVIRONMENT
+    properties = _cuda(cudart or import_cuda(), 'cudaGetDeviceProperties', 0)
     name = properties.name
     name = name.decode(errors='replace') if isinstance(name, bytes) else str(name)
-    return {'tensorrt_version': trt.__version__, 'device_name': name.rstrip('\0').strip(),
-            'compute_capability': f'{properties.major}.{properties.minor}'}
+    return fields | {'device_name': name.rstrip('\0').strip(),
+                     'compute_capability': f'{properties.major}.{properties.minor}'}
 
 
 def read_onnx(model_path: Path) -> tuple[ModelInfo, dict[str, str]]:
@@ -131,18 +191,68 @@ def profile_for(info: ModelInfo, min_shape: str | None = None, opt_shape: str | 
                                             info.inference_size or DEFAULT_SIZE)
 
 
-def engine_key(model_path: Path, precision: str, profile: Profile,
+def engine_key(model_file: Path, precision: str, profile: Profile,
                env: dict[str, str]) -> EngineKey:
-    """Return the cache key of building ``model_path`` here at ``precision`` and ``profile``."""
-    return EngineKey(onnx_sha256=engine_cache.file_sha256(model_path), precision=precision,
+    """Return the cache key of building ``model_file`` at ``precision`` and ``profile``."""
+    return EngineKey(onnx_sha256=engine_cache.file_sha256(model_file), precision=precision,
                      profile=profile, **env)
 
 
-def default_timing_cache(model_path: Path, env: dict[str, str]) -> Path:
-    """Return the timing cache file shared by builds in the model's folder on this GPU."""
-    capability = env['compute_capability'].replace('.', '')
-    return Path(model_path).with_name(
-        f'tensorrt-{env["tensorrt_version"]}-sm{capability}.timing-cache')
+@dataclass
+class EngineRequest:
+    """What to build or look up, resolved from a model, a precision and a profile.
+
+    Attributes:
+        model_path: the model the caller named (engines are named after it).
+        model_file: the file that carries the precision (``model_path`` or its fp16 copy).
+        engine_dir: the engine folder.
+        key: the engine key of ``model_file`` here.
+        metadata: the model's custom metadata.
+    """
+
+    model_path: Path
+    model_file: Path
+    engine_dir: Path
+    key: EngineKey
+    metadata: dict[str, str]
+
+
+def engine_request(trt: ModuleType, model_path: Path, precision: str,
+                   engine_dir: Path | None = None, profile: Profile | None = None,
+                   shapes: tuple[str | None, str | None, str | None] = (None, None, None),
+                   cudart: ModuleType | None = None) -> EngineRequest:
+    """Resolve the precision's model file (making the fp16 copy if needed) and its key.
+
+    Args:
+        trt: the TensorRT module.
+        model_path: an ONNX model of the contract.
+        precision: fp32, fp16 or int8.
+        engine_dir: the engine folder; None: :func:`engine_cache.default_engine_dir`.
+        profile: the optimisation profile; None: from ``shapes``.
+        shapes: min, opt and max ``HxW`` texts, each None for its default (see
+            :func:`profile_for`); used when ``profile`` is None.
+        cudart: ``cuda.bindings.runtime`` when already imported.
+
+    Raises:
+        ConfigError: a precision the model cannot give, or an invalid profile.
+        ModelLoadError: not a model of the contract.
+    """
+    # The graph tools need the onnx package; only an engine build reads the ONNX graph.
+    from seg_node.models.deploy_graph import model_for_precision
+    model_path = Path(model_path)
+    engine_dir = Path(engine_dir or engine_cache.default_engine_dir())
+    model_file = model_for_precision(model_path, precision, engine_dir)
+    info, metadata = read_onnx(model_file)
+    profile = profile or profile_for(info, *shapes)
+    key = engine_key(model_file, precision, profile, environment(trt, cudart))
+    return EngineRequest(model_path, model_file, engine_dir, key, metadata)
+
+
+def default_timing_cache(engine_dir: Path, env: dict[str, str]) -> Path:
+    """Return the timing cache file shared by builds in ``engine_dir`` with this TensorRT."""
+    target = env['compute_capability'].replace('.', '')
+    return (Path(engine_dir) / f'{env["tensorrt_module"]}-{env["tensorrt_version"]}-'
+                               f'{target}.timing-cache')
 
 
 @dataclass
@@ -151,36 +261,42 @@ class BuildSummary:
 
     Attributes:
         engine: the engine file (its sidecar is ``<engine>.json``).
+        model_file: the ONNX file built (it carries the precision).
         precision: fp32, fp16 or int8.
+        tensorrt: ``"<module> <version>"`` of the builder.
         profile: the input's optimisation profile.
         network_layers: layers TensorRT parsed from the ONNX graph.
-        engine_layers: layers of the optimised engine (after fusion).
         seconds: build wall time.
         engine_bytes: size of the serialized engine.
-        timing_cache: the timing cache file read (if present) and updated.
-        timing_cache_reused: whether that file existed before the build.
+        timing_cache: the timing cache file read (if present) and updated; None for
+            TensorRT-RTX, which has none.
+        timing_cache_reused: whether that file existed before the build (None: no cache).
     """
 
     engine: Path
+    model_file: Path
     precision: str
+    tensorrt: str
     profile: Profile
     network_layers: int
-    engine_layers: int
     seconds: float
     engine_bytes: int
-    timing_cache: Path
-    timing_cache_reused: bool
+    timing_cache: Path | None
+    timing_cache_reused: bool | None
 
     def describe(self) -> str:
         """Return a one-line human summary."""
-        cache = 'reused' if self.timing_cache_reused else 'created'
-        return (f'built {self.engine} in {self.seconds:.1f} s: {self.precision}, '
-                f'{self.network_layers} network layers -> {self.engine_layers} engine layers, '
-                f'{self.engine_bytes / 1e6:.2f} MB, profile {self.profile.describe()}; '
-                f'timing cache {self.timing_cache} ({cache})')
+        cache = ''
+        if self.timing_cache is not None:
+            cache = (f'; timing cache {self.timing_cache} '
+                     f'({"reused" if self.timing_cache_reused else "created"})')
+        return (f'built {self.precision} engine of {self.model_file.name} with '
+                f'{self.tensorrt} in {self.seconds:.1f} s: {self.network_layers} network '
+                f'layers, {self.engine_bytes / 1e6:.2f} MB, profile {self.profile.describe()}'
+                + cache)
 
 
-def _progress_monitor(trt: object, log: Log) -> object:
+def _progress_monitor(trt: ModuleType, log: Log) -> object:
     """Return a ``trt.IProgressMonitor`` that logs top-level build phases and their time."""
 
     class PhaseLogger(trt.IProgressMonitor):
@@ -205,78 +321,86 @@ def _progress_monitor(trt: object, log: Log) -> object:
     return PhaseLogger()
 
 
+def _one_line(text: str) -> str:
+    return ' '.join(str(text).split())
+
+
 def build_engine(model_path: Path, precision: str = 'fp16', profile: Profile | None = None,
                  workspace_mb: int = DEFAULT_WORKSPACE_MB, timing_cache: Path | None = None,
-                 log: Log = _stderr_log) -> BuildSummary:
+                 engine_dir: Path | None = None, tensorrt_module: str | None = None,
+                 log: Log = _stderr_log, request: EngineRequest | None = None) -> BuildSummary:
     """Build and cache a TensorRT engine of an ONNX model of the contract.
 
+    The network is strongly typed: the model file carries the precision (the fp32 model, its
+    fp16 copy, made here if missing, or the int8 QDQ model). fp32 builds with TF32 off, for
+    parity with ONNX Runtime.
+
     Args:
-        model_path: the ONNX file; ``int8`` needs a QDQ model (``seg_tool quantize``).
-        precision: fp32 (TF32 off, for parity with ONNX Runtime), fp16, or int8 (which also
-            enables fp16 for the unquantised layers).
+        model_path: the ONNX file.
+        precision: fp32, fp16 or int8 (int8 needs a QDQ model, ``seg_tool quantize``).
         profile: (N, H, W) optimisation profile; None: fixed at the model's inference size.
         workspace_mb: builder workspace memory limit in MiB.
-        timing_cache: timing cache file; None: :func:`default_timing_cache`.
+        timing_cache: timing cache file; None: :func:`default_timing_cache` (``tensorrt``
+            only).
+        engine_dir: the engine folder; None: :func:`engine_cache.default_engine_dir`.
+        tensorrt_module: ``tensorrt`` or ``tensorrt_rtx``; None: whichever is installed.
         log: receives progress lines.
+        request: an already resolved request (then ``model_path`` .. ``profile`` and
+            ``engine_dir`` are not used).
 
     Raises:
-        ModelLoadError: no TensorRT/GPU, a model outside the contract, a parse or build
-            failure.
-        ConfigError: an invalid precision or profile, or a precision that does not fit the
-            model (int8 without Q/DQ nodes, or a QDQ model at fp32/fp16).
+        ModelLoadError: no TensorRT (or, for ``tensorrt``, no GPU), a model outside the
+            contract, a parse or build failure.
+        ConfigError: an invalid precision or profile, or a precision the model cannot give.
     """
-    trt, cudart = import_runtime()
-    env = environment(trt, cudart)
-    model_path = Path(model_path)
-    info, metadata = read_onnx(model_path)
-    profile = profile or profile_for(info)
-    key = engine_key(model_path, precision, profile, env)
+    trt = import_tensorrt(tensorrt_module)
+    request = request or engine_request(trt, model_path, precision, engine_dir, profile)
+    model_file, key = request.model_file, request.key
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)
+    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, 'STRONGLY_TYPED', None)
+    network = builder.create_network(0 if strongly_typed is None else 1 << int(strongly_typed))
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(model_path)):
-        errors = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ModelLoadError(f'TensorRT cannot parse {model_path}: {errors}')
-    quantized = any(network.get_layer(i).type == trt.LayerType.QUANTIZE
-                    for i in range(network.num_layers))
-    if quantized and precision != 'int8':
-        raise ConfigError(f'{model_path} is a Q/DQ-quantised model: build it with precision '
-                          'int8')
-    if precision == 'int8' and not quantized:
-        raise ConfigError(f'precision int8 needs a Q/DQ model but {model_path} has no '
-                          'QuantizeLinear nodes; make one with `seg_tool quantize`')
+    if not parser.parse_from_file(str(model_file)):
+        errors = '; '.join(_one_line(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ModelLoadError(f'{key.tensorrt_module} {key.tensorrt_version} cannot parse '
+                             f'{model_file}: {errors}')
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-    if precision == 'fp32':
+    if key.precision == 'fp32' and hasattr(trt.BuilderFlag, 'TF32'):
         config.clear_flag(trt.BuilderFlag.TF32)
-    if precision in ('fp16', 'int8'):
-        config.set_flag(trt.BuilderFlag.FP16)
-    if precision == 'int8':
-        config.set_flag(trt.BuilderFlag.INT8)
     optimisation = builder.create_optimization_profile()
-    optimisation.set_shape(INPUT_NAME, (*profile.min, 3), (*profile.opt, 3), (*profile.max, 3))
+    shapes = [(*shape, 3) for shape in (key.profile.min, key.profile.opt, key.profile.max)]
+    optimisation.set_shape(INPUT_NAME, *shapes)
     config.add_optimization_profile(optimisation)
-    timing_cache = Path(timing_cache or default_timing_cache(model_path, env))
-    reused = timing_cache.exists()
-    cache = config.create_timing_cache(timing_cache.read_bytes() if reused else b'')
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    monitor = _progress_monitor(trt, log)
-    config.progress_monitor = monitor
-    log(f'building {precision} engine of {model_path.name} ({network.num_layers} layers, '
-        f'profile {profile.describe()}) on {env["device_name"]}; this takes minutes')
+    cache = reused = None
+    if key.tensorrt_module != 'tensorrt_rtx':  # timing caches are no-ops in TensorRT-RTX
+        env = {name: key.fields()[name] for name in engine_cache.ENVIRONMENT_FIELDS}
+        timing_cache = Path(timing_cache or default_timing_cache(request.engine_dir, env))
+        reused = timing_cache.exists()
+        cache = config.create_timing_cache(timing_cache.read_bytes() if reused else b'')
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    else:
+        timing_cache = None
+    config.progress_monitor = _progress_monitor(trt, log)
+    log(f'building {key.precision} engine of {model_file.name} ({network.num_layers} layers, '
+        f'profile {key.profile.describe()}) with {key.tensorrt_module} {key.tensorrt_version} '
+        f'for {key.device_name} (compute capability {key.compute_capability})')
     start = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - start
     if serialized is None:
-        raise ModelLoadError(f'TensorRT failed to build an engine of {model_path} (see its '
-                             'messages above)')
-    timing_cache.write_bytes(bytes(cache.serialize()))
+        raise ModelLoadError(f'{key.tensorrt_module} failed to build an engine of {model_file} '
+                             '(see its messages above)')
+    if cache is not None:
+        timing_cache.parent.mkdir(parents=True, exist_ok=True)
+        timing_cache.write_bytes(bytes(cache.serialize()))
     data = bytes(serialized)
-    engine = trt.Runtime(logger).deserialize_cuda_engine(data)
-    path = engine_cache.write_engine(model_path, key, data, metadata)
-    return BuildSummary(path, precision, profile, network.num_layers, engine.num_layers,
-                        seconds, len(data), timing_cache, reused)
+    path = engine_cache.write_engine(request.engine_dir, request.model_path, key, data,
+                                     request.metadata)
+    return BuildSummary(path, model_file, key.precision,
+                        f'{key.tensorrt_module} {key.tensorrt_version}', key.profile,
+                        network.num_layers, seconds, len(data), timing_cache, reused)
 
 
 class TensorRTBackend:
@@ -286,19 +410,26 @@ class TensorRTBackend:
 
     def __init__(self, model_path: Path, num_threads: int = 0, precision: str = 'fp16',
                  build_engine_if_missing: bool = False, profile: Profile | None = None,
+                 engine_cache_dir: Path | str | None = None, tensorrt_module: str | None = None,
                  log: Log = _stderr_log) -> None:
         """Find (or build) the engine of ``model_path`` and prepare an execution context.
 
         Args:
-            model_path: an ONNX model (its engine is looked up in the engine cache) or a
+            model_path: an ONNX model (its engine is looked up in the engine folder) or a
                 ``.engine`` file (its sidecar must match this machine).
             num_threads: unused (the GPU does the work); accepted for the factory.
-            precision: fp32, fp16 or int8 engine to look up for an ONNX model.
+            precision: fp32, fp16 or int8: picks the model file that carries it (an fp32
+                model's fp16 copy is made in the engine folder; int8 needs a QDQ model).
             build_engine_if_missing: build the engine at start if the cache has none.
             profile: optimisation profile to look up; None: :func:`profile_for` the model.
+            engine_cache_dir: the engine folder; None or '':
+                :func:`engine_cache.default_engine_dir`.
+            tensorrt_module: ``tensorrt`` or ``tensorrt_rtx``; None or '': whichever is
+                installed (``tensorrt`` first).
             log: receives progress lines when an engine is built.
 
         Raises:
+            ConfigError: a precision the model cannot give, or an unknown module.
             ModelLoadError: no TensorRT/GPU, no matching engine (naming what differs), or an
                 engine that does not deserialize or follow the contract.
         """
@@ -307,24 +438,27 @@ class TensorRTBackend:
         self._device: dict[str, int] = {}
         self._pinned: dict[str, int] = {}
         self._host: dict[str, np.ndarray] = {}
-        trt, cudart = import_runtime()
+        trt, cudart = import_runtime(tensorrt_module or None)
         self._cudart = cudart
         self.model_path = Path(model_path)
-        env = environment(trt, cudart)
         if self.model_path.suffix == engine_cache.ENGINE_SUFFIX:
             engine_file = self.model_path
-            data, sidecar = engine_cache.read_engine(engine_file, env,
+            data, sidecar = engine_cache.read_engine(engine_file, environment(trt, cudart),
                                                      engine_cache.ENVIRONMENT_FIELDS)
         else:
-            info, _ = read_onnx(self.model_path)
-            key = engine_key(self.model_path, precision, profile or profile_for(info), env)
-            engine_file = engine_cache.find_engine(self.model_path, key)
+            request = engine_request(trt, self.model_path, precision,
+                                     Path(engine_cache_dir) if engine_cache_dir else None,
+                                     profile, cudart=cudart)
+            key = request.key
+            engine_file = engine_cache.find_engine(request.engine_dir, self.model_path, key)
             if engine_file is None:
                 if not build_engine_if_missing:
-                    raise ModelLoadError(engine_cache.explain_missing(self.model_path, key))
+                    raise ModelLoadError(engine_cache.explain_missing(
+                        request.engine_dir, self.model_path, key))
                 log(f'no cached engine of {self.model_path.name} for this GPU and request; '
                     'building one now (build_engine_if_missing: true)')
-                summary = build_engine(self.model_path, precision, key.profile, log=log)
+                summary = build_engine(self.model_path, precision, tensorrt_module=trt.__name__,
+                                       log=log, request=request)
                 log(summary.describe())
                 engine_file = summary.engine
             data, sidecar = engine_cache.read_engine(engine_file, key.fields())
@@ -354,10 +488,10 @@ class TensorRTBackend:
 
     @staticmethod
     def available() -> bool:
-        """Return whether ``tensorrt`` and cuda-python import and a CUDA device is present."""
+        """Return whether TensorRT and cuda-python import and a CUDA device is present."""
         try:
             import_runtime()
-        except ModelLoadError:
+        except (ModelLoadError, ConfigError):
             return False
         return True
 

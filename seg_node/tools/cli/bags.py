@@ -9,31 +9,28 @@ from pathlib import Path
 
 from seg_node import CAMERA_TOPIC
 from seg_node.core.classes import DEFAULT_CLASSES_PATH
-from seg_node.core.image_codec import DEBAYER_METHODS
-from seg_node.core.inference.base import DEPLOY_BACKENDS
-from seg_node.models import DEFAULT_MODEL_PATH
-from seg_node.tools.cli.common import write_json
+from seg_node.tools.cli.common import add_model_arguments, add_topic_arguments, write_json
 
 
 def cmd_make_bag(args: argparse.Namespace) -> int:
-    """Write a labelled image sequence as an evaluation rosbag2."""
-    from seg_node.evaluation.bags import make_bag
-    frames = make_bag(args.data, args.output, args.split, args.rate, args.limit, args.storage,
-                      args.encoding, args.compressed)
-    print(f'wrote {frames} frames to {args.output}')
+    """Write a labelled image sequence as one evaluation rosbag2 or several drives."""
+    from seg_node.evaluation.bags import make_drives
+    drives = make_drives(args.data, args.output, args.drives, tuple(args.storage.split(',')),
+                         args.split, args.rate, args.limit, args.encoding, args.compressed)
+    for path, frames in drives:
+        print(f'wrote {frames} frames to {path}')
     return 0
 
 
 def cmd_eval_bag(args: argparse.Namespace) -> int:
     """Score the node's inference path on a recorded bag."""
-    from seg_node.evaluation.bags import evaluate_bag, report
+    from seg_node.evaluation.bags import evaluate_bag
     from seg_node.core.pipeline import load_segmenter
     segmenter, classes = load_segmenter(args.model, args.classes, args.backend, args.threads,
                                         args.inference_size and tuple(args.inference_size))
     evaluation = evaluate_bag(args.bag, segmenter, classes, args.image_topic, args.label_topic,
                               args.output_bag, args.output_storage, args.debayer)
-    text, payload = report(evaluation.pairing.matrix, classes, evaluation.counts(),
-                           evaluation.latencies_s, 'inference latency')
+    text, payload = evaluation.report(classes)
     print(text)
     if args.output_bag:
         print(f'wrote {args.output_bag}')
@@ -58,18 +55,6 @@ def cmd_score_live(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--model', type=Path, default=DEFAULT_MODEL_PATH,
-                        help='ONNX model of the seg_node contract')
-    parser.add_argument('--classes', type=Path,
-                        help='class YAML (default: classes.yaml next to the model, else the '
-                        'bundled one)')
-    parser.add_argument('--backend', default='auto', choices=DEPLOY_BACKENDS)
-    parser.add_argument('--threads', type=int, default=0, help='CPU threads; 0: all cores')
-    parser.add_argument('--inference-size', type=int, nargs=2, metavar=('H', 'W'),
-                        help="size the network sees (default: the model's training size)")
-
-
 def register(commands: argparse._SubParsersAction) -> None:
     """Add the make-bag, eval-bag and score-live subcommands to seg_tool.
 
@@ -82,7 +67,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     make.add_argument('--split', default='val', help='split name when DATA is a folder')
     make.add_argument('--rate', type=float, default=10.0, help='frames per second')
     make.add_argument('--limit', type=int, help='at most this many frames (name order)')
-    make.add_argument('--storage', default='sqlite3', help='sqlite3 | mcap')
+    make.add_argument('--storage', default='sqlite3',
+                      help='sqlite3 | mcap, or a comma list given to the drives in turn '
+                      '(sqlite3,mcap: odd drives sqlite3, even ones mcap)')
+    make.add_argument('--drives', type=int, default=1,
+                      help='cut the frames into this many consecutive bags, OUTPUT/drive_01, '
+                      '... (stamps run on as in one recording)')
     camera = make.add_mutually_exclusive_group()
     camera.add_argument('--encoding', default='rgb8',
                         help=f'raw Image encoding on {CAMERA_TOPIC} (any the node accepts)')
@@ -92,19 +82,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     evaluate = commands.add_parser('eval-bag', help='score the model on a recorded bag')
     evaluate.add_argument('bag', type=Path, help='rosbag2 folder (sqlite3, mcap) or ROS 1 .bag')
-    evaluate.add_argument('--image-topic', required=True,
-                          help='sensor_msgs/Image or CompressedImage topic')
-    evaluate.add_argument('--label-topic', help='ground truth (mono8 Image or PNG '
-                          'CompressedImage), matched by header stamp')
+    add_topic_arguments(evaluate, label_required=False)
     evaluate.add_argument('--output-bag', type=Path,
                           help='new rosbag2 with the camera topic and /seg_node/{labels,'
                           'confidence,color}')
     evaluate.add_argument('--output-storage', default='sqlite3', help='sqlite3 | mcap')
-    evaluate.add_argument('--debayer', default=DEBAYER_METHODS[0],
-                          help="demosaicing of Bayer frames, as the node's debayer parameter: "
-                          + ' | '.join(DEBAYER_METHODS))
     evaluate.add_argument('--json', help='write the scores as JSON to this file (- : stdout)')
-    _add_model_arguments(evaluate)
+    add_model_arguments(evaluate, 'CPU threads; 0: all cores')
     evaluate.set_defaults(func=cmd_eval_bag)
 
     live = commands.add_parser('score-live', help="score the running node's labels")

@@ -12,10 +12,12 @@ from functools import partial
 from pathlib import Path
 
 from seg_node.tools.cli import bags as cli_bags
+from seg_node.tools.cli import fleet as cli_fleet
 from seg_node.tools.cli import tensorrt as cli_tensorrt
 from seg_node.tools.cli.common import DEFAULT_DATA, write_json
 from seg_node.core.classes import DEFAULT_CLASSES_PATH, load_classes
 from seg_node.core.errors import SegNodeError
+from seg_node.core.inference.engine_cache import PRECISIONS
 from seg_node.models import ARCHITECTURE_NAMES, DEFAULT_MODEL_PATH
 from seg_node.training.recipe import make_train_config, SCHEDULES, TrainConfig
 
@@ -122,30 +124,42 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a checkpoint to ONNX and verify it."""
+    """Export a checkpoint (or re-export an ONNX model) to a verified ONNX file."""
+    from seg_node.core.inference.onnxruntime import OnnxRuntimeBackend
     from seg_node.evaluation.dataset import load_split
-    from seg_node.core.inference.torch import load_checkpoint
-    from seg_node.training.export import export_onnx, verify_export
+    from seg_node.models.torch_backend import load_checkpoint, TorchBackend
+    from seg_node.training.export import export_onnx, reexport_onnx, verify_export
     classes = load_classes(args.classes)
-    model, config = load_checkpoint(args.checkpoint)
-    if tuple(config['class_names']) != classes.names:
-        print(f'seg_tool: error: checkpoint classes {config["class_names"]} differ from '
-              f'{args.classes}', file=sys.stderr)
-        return 1
-    path = export_onnx(model, args.output, classes.names, tuple(args.inference_size),
-                       config['arch'])
+    if args.source.suffix == '.onnx':
+        source = OnnxRuntimeBackend(args.source)
+        if source.info.class_names != classes.names:
+            print(f'seg_tool: error: {args.source} classes {source.info.class_names} differ '
+                  f'from {args.classes}', file=sys.stderr)
+            return 1
+        path = reexport_onnx(args.source, args.output, args.fp16)
+    else:
+        model, config = load_checkpoint(args.source)
+        if tuple(config['class_names']) != classes.names:
+            print(f'seg_tool: error: checkpoint classes {config["class_names"]} differ from '
+                  f'{args.classes}', file=sys.stderr)
+            return 1
+        path = export_onnx(model, args.output, classes.names, tuple(args.inference_size),
+                           config['arch'], args.fp16)
+        source = TorchBackend(None, model=model)
     frames = load_split(args.data, 'val', args.parity_frames).images
-    report = verify_export(path, model, frames)
-    print(f'exported {path} ({path.stat().st_size / 1e6:.2f} MB); label agreement with '
-          f'PyTorch on {len(frames)} val frames: {report.label_agreement:.5f}; operators: '
+    report = verify_export(path, source, frames)
+    print(f'exported {path} ({path.stat().st_size / 1e6:.2f} MB{", fp16" if args.fp16 else ""})'
+          f'; label agreement with {args.source.name} on {report.frames} val frames: '
+          f'{report.label_agreement:.6f} ({report.identical_frames} identical); operators: '
           f'{" ".join(report.operators)}')
-    if report.unsupported:
-        print(f'seg_tool: error: operators TensorRT cannot parse: {report.unsupported}',
-              file=sys.stderr)
+    problem = report.problem()
+    if problem:
+        print(f'seg_tool: error: {problem}', file=sys.stderr)
         return 1
-    if report.label_agreement < 0.999:
-        print('seg_tool: error: ONNX and PyTorch labels agree on fewer than 99.9% of pixels',
-              file=sys.stderr)
+    minimum = 0.99 if args.fp16 else 0.999
+    if report.label_agreement < minimum:
+        print(f'seg_tool: error: {path} and its source agree on fewer than {minimum:.1%} of '
+              'label pixels', file=sys.stderr)
         return 1
     return 0
 
@@ -167,7 +181,7 @@ def cmd_complexity(args: argparse.Namespace) -> int:
 def cmd_calibrate_bias(args: argparse.Namespace) -> int:
     """Fit per-class logit offsets for mIoU on training frames; write a new checkpoint."""
     from seg_node.evaluation.dataset import load_split
-    from seg_node.core.inference.torch import TorchBackend
+    from seg_node.models.torch_backend import TorchBackend
     from seg_node.training.calibrate import fit_offsets, sample_pixels, write_offset_checkpoint
     classes = load_classes(args.classes)
     data = load_split(args.data, args.split, args.limit)
@@ -238,7 +252,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for spec in args.backend:
             name, _, model = spec.partition('=')
             path = Path(model) if model else args.model
-            backends[name] = create_backend(name.split('-')[0], path, args.threads, options)
+            kind, _, variant = name.partition('-')
+            # tensorrt-fp32 / -fp16 / -int8: that precision's engine
+            precision = {'tensorrt': {'precision': variant}} if variant in PRECISIONS else {}
+            backends[name] = create_backend(kind, path, args.threads, options | precision)
         result = bench.bench_backends(backends, args.frames)
     write_json(args.json, result)
     return 0
@@ -416,11 +433,20 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument('--json')
     compare.set_defaults(func=cmd_compare)
 
-    export = commands.add_parser('export', help='checkpoint -> verified ONNX')
-    export.add_argument('checkpoint', type=Path)
+    export = commands.add_parser(
+        'export', help='checkpoint (or ONNX model) -> verified ONNX that TensorRT can build',
+        description='Write the ONNX contract graph (UINT8 only at its edges) from a training '
+                    'checkpoint, or re-write an existing ONNX model (keeping its metadata); '
+                    'verify label parity with the source on val frames, TensorRT operators '
+                    'and the UINT8 rule.')
+    export.add_argument('source', type=Path, help='training checkpoint, or an .onnx model')
     export.add_argument('--output', type=Path, required=True)
+    export.add_argument('--fp16', action='store_true',
+                        help='write the fp16 copy (what TensorRT builds an fp16 engine from); '
+                             'inputs and outputs keep the contract types')
     export.add_argument('--classes', type=Path, default=DEFAULT_CLASSES_PATH)
-    export.add_argument('--inference-size', type=int, nargs=2, default=(360, 480))
+    export.add_argument('--inference-size', type=int, nargs=2, default=(360, 480),
+                        help='H W stored as metadata (checkpoints only)')
     export.add_argument('--data', type=Path, default=DEFAULT_DATA)
     export.add_argument('--parity-frames', type=int, default=8)
     export.set_defaults(func=cmd_export)
@@ -474,7 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument('--backend', action='append', metavar='NAME[=MODEL]',
                        help='compare backends instead of e2e, e.g. --backend onnxruntime '
                             '--backend onnxruntime-int8=model_int8.onnx --backend '
-                            'torch=run/last.pt --backend tensorrt (repeatable)')
+                            'torch=run/last.pt --backend tensorrt-fp16 (repeatable; '
+                            'tensorrt-fp32/-fp16/-int8 pick the engine precision)')
     bench.add_argument('--json', help='write the JSON here (default: stdout)')
     bench.set_defaults(func=cmd_bench)
 
@@ -499,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     node_bench.add_argument('--json')
     node_bench.set_defaults(func=cmd_bench_node)
     cli_bags.register(commands)
+    cli_fleet.register(commands)
     cli_tensorrt.register(commands)
     return parser
 

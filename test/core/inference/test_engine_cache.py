@@ -1,4 +1,4 @@
-"""Engine cache keys, lookups and mismatch messages, with plain fake key values (no GPU)."""
+"""Engine cache keys, folder, lookups and mismatch messages, with plain key values (no GPU)."""
 
 import dataclasses
 import hashlib
@@ -23,8 +23,15 @@ def model(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def engines(tmp_path: Path) -> Path:
+    """Return an engine folder apart from the model's."""
+    return tmp_path / 'cache' / 'engines'
+
+
+@pytest.fixture
 def key(model: Path) -> EngineKey:
-    return EngineKey(onnx_sha256=engine_cache.file_sha256(model), tensorrt_version='10.3.0',
+    return EngineKey(onnx_sha256=engine_cache.file_sha256(model), tensorrt_module='tensorrt',
+                     tensorrt_version='10.3.0',
                      device_name='NVIDIA Orin', compute_capability='8.7', precision='fp16',
                      profile=engine_cache.profile_from_shapes(None, None, None, (360, 480)))
 
@@ -56,7 +63,8 @@ def test_key_digest_is_deterministic_and_changes_with_every_field(key: EngineKey
     assert list(key.fields()) == list(engine_cache.KEY_FIELDS)
     assert key.fields()['profile'] == {'min': [1, 360, 480], 'opt': [1, 360, 480],
                                        'max': [1, 360, 480]}
-    changes = {'onnx_sha256': '0' * 64, 'tensorrt_version': '10.4.0',
+    changes = {'onnx_sha256': '0' * 64, 'tensorrt_module': 'tensorrt_rtx',
+               'tensorrt_version': '10.4.0',
                'device_name': 'NVIDIA H100', 'compute_capability': '9.0', 'precision': 'int8',
                'profile': Profile((1, 240, 320), (1, 360, 480), (1, 360, 480))}
     digests = {dataclasses.replace(key, **{field: value}).digest()
@@ -72,49 +80,69 @@ def test_onnx_hash_follows_the_file_bytes(model: Path):
     assert engine_cache.file_sha256(model) == hashlib.sha256(b'retrained onnx bytes').hexdigest()
 
 
-def test_engine_path_is_deterministic_and_next_to_the_model(model: Path, key: EngineKey):
-    path = engine_cache.engine_path(model, key)
-    assert path.parent == model.parent
+def test_default_engine_dir_follows_ros_home_then_xdg_cache_then_dot_ros(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv('ROS_HOME', str(tmp_path / 'ros'))
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
+    assert engine_cache.default_engine_dir() == tmp_path / 'ros' / 'seg_node' / 'engines'
+    monkeypatch.delenv('ROS_HOME')
+    assert engine_cache.default_engine_dir() == tmp_path / 'xdg' / 'seg_node' / 'engines'
+    monkeypatch.delenv('XDG_CACHE_HOME')
+    monkeypatch.setenv('HOME', str(tmp_path / 'home'))
+    assert engine_cache.default_engine_dir() == (tmp_path / 'home' / '.ros' / 'seg_node'
+                                                 / 'engines')
+
+
+def test_engine_path_is_deterministic_and_in_the_engine_folder(model: Path, key: EngineKey,
+                                                               engines: Path):
+    path = engine_cache.engine_path(engines, model, key)
+    assert path.parent == engines
     assert path.name == f'net.fp16.{key.digest()[:16]}.engine'
     assert engine_cache.sidecar_path(path).name == path.name + '.json'
 
 
-def test_write_then_find_and_read_returns_the_engine_and_sidecar(model: Path, key: EngineKey):
-    assert engine_cache.find_engine(model, key) is None
-    written = engine_cache.write_engine(model, key, ENGINE_BYTES, METADATA)
-    assert engine_cache.find_engine(model, key) == written
+def test_write_then_find_and_read_returns_the_engine_and_sidecar(model: Path, key: EngineKey,
+                                                                 engines: Path):
+    assert engine_cache.find_engine(engines, model, key) is None
+    written = engine_cache.write_engine(engines, model, key, ENGINE_BYTES, METADATA)
+    assert engine_cache.find_engine(engines, model, key) == written
     data, sidecar = engine_cache.read_engine(written, key.fields())
     assert data == ENGINE_BYTES
     assert sidecar['metadata'] == METADATA
     assert sidecar['onnx_file'] == 'net.onnx'
     assert {name: sidecar[name] for name in engine_cache.KEY_FIELDS} == key.fields()
-    assert sorted(p.name for p in model.parent.iterdir()) == sorted(
-        ['net.onnx', written.name, written.name + '.json'])
+    assert sorted(p.name for p in engines.iterdir()) == sorted(
+        [written.name, written.name + '.json'])
+    assert sorted(p.name for p in model.parent.iterdir()) == ['cache', 'net.onnx']
 
 
-def test_a_changed_model_or_request_finds_no_engine(model: Path, key: EngineKey):
-    engine_cache.write_engine(model, key, ENGINE_BYTES, METADATA)
+def test_a_changed_model_or_request_finds_no_engine(model: Path, key: EngineKey,
+                                                    engines: Path):
+    engine_cache.write_engine(engines, model, key, ENGINE_BYTES, METADATA)
     model.write_bytes(b'retrained onnx bytes')
     stale = dataclasses.replace(key, onnx_sha256=engine_cache.file_sha256(model))
-    assert engine_cache.find_engine(model, stale) is None
-    assert engine_cache.find_engine(model, dataclasses.replace(key, precision='fp32')) is None
+    assert engine_cache.find_engine(engines, model, stale) is None
+    fp32 = dataclasses.replace(key, precision='fp32')
+    assert engine_cache.find_engine(engines, model, fp32) is None
 
 
-def test_tampered_sidecar_is_refused_naming_the_field(model: Path, key: EngineKey):
-    written = engine_cache.write_engine(model, key, ENGINE_BYTES, METADATA)
+def test_tampered_sidecar_is_refused_naming_the_field(model: Path, key: EngineKey,
+                                                      engines: Path):
+    written = engine_cache.write_engine(engines, model, key, ENGINE_BYTES, METADATA)
     sidecar_file = engine_cache.sidecar_path(written)
     sidecar = json.loads(sidecar_file.read_text())
     sidecar['tensorrt_version'] = '10.0.1'
     sidecar_file.write_text(json.dumps(sidecar))
     with pytest.raises(ModelLoadError, match=r"tensorrt_version: engine has '10\.0\.1', "
                                              r"expected '10\.3\.0'"):
-        engine_cache.find_engine(model, key)
+        engine_cache.find_engine(engines, model, key)
     with pytest.raises(ModelLoadError, match='tensorrt_version'):
         engine_cache.read_engine(written, key.fields())
 
 
-def test_replaced_engine_bytes_are_refused(model: Path, key: EngineKey):
-    written = engine_cache.write_engine(model, key, ENGINE_BYTES, METADATA)
+def test_replaced_engine_bytes_are_refused(model: Path, key: EngineKey,
+                                           engines: Path):
+    written = engine_cache.write_engine(engines, model, key, ENGINE_BYTES, METADATA)
     written.write_bytes(ENGINE_BYTES[:100])
     with pytest.raises(ModelLoadError, match='engine_sha256 differs'):
         engine_cache.read_engine(written, key.fields())
@@ -133,9 +161,11 @@ def test_engine_without_or_with_broken_sidecar_is_refused(tmp_path: Path, key: E
         engine_cache.read_engine(engine, key.fields())
 
 
-def test_direct_engine_check_compares_only_the_environment(model: Path, key: EngineKey):
-    written = engine_cache.write_engine(model, key, ENGINE_BYTES, METADATA)
-    here = {'tensorrt_version': '10.3.0', 'device_name': 'NVIDIA Orin',
+def test_direct_engine_check_compares_only_the_environment(model: Path, key: EngineKey,
+                                                           engines: Path):
+    written = engine_cache.write_engine(engines, model, key, ENGINE_BYTES, METADATA)
+    here = {'tensorrt_module': 'tensorrt', 'tensorrt_version': '10.3.0',
+            'device_name': 'NVIDIA Orin',
             'compute_capability': '8.7'}
     data, sidecar = engine_cache.read_engine(written, here, engine_cache.ENVIRONMENT_FIELDS)
     assert data == ENGINE_BYTES and sidecar['precision'] == 'fp16'
@@ -149,15 +179,15 @@ def test_direct_engine_check_compares_only_the_environment(model: Path, key: Eng
 
 
 def test_explain_missing_names_the_differing_fields_of_each_engine(
-        model: Path, key: EngineKey):
-    assert 'no engine was built for it yet' in engine_cache.explain_missing(model, key)
+        model: Path, key: EngineKey, engines: Path):
+    assert 'no engine was built for it yet' in engine_cache.explain_missing(engines, model, key)
     fp32 = dataclasses.replace(key, precision='fp32')
-    written = engine_cache.write_engine(model, fp32, ENGINE_BYTES, METADATA)
+    written = engine_cache.write_engine(engines, model, fp32, ENGINE_BYTES, METADATA)
     other_model = model.with_name('net.v2.onnx')
     other_model.write_bytes(b'another model')
-    engine_cache.write_engine(other_model, key, ENGINE_BYTES, METADATA)
-    message = engine_cache.explain_missing(model, key)
+    engine_cache.write_engine(engines, other_model, key, ENGINE_BYTES, METADATA)
+    message = engine_cache.explain_missing(engines, model, key)
     assert f"{written.name} differs in precision: engine has 'fp32', expected 'fp16'" in message
     assert 'net.v2' not in message
-    assert 'seg_tool build-engine' in message and 'build_engine_if_missing' in message
+    assert f'--engine-dir {engines}' in message and 'build_engine_if_missing' in message
     assert '\n' not in message

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from seg_node.core.errors import ModelLoadError
-from seg_node.core.inference.torch import load_checkpoint
+from seg_node.models.torch_backend import load_checkpoint
 
 
 @pytest.mark.parametrize('content', [None, b'', b'not a checkpoint', 'LIST'])
