@@ -1,29 +1,20 @@
-"""The newest-frame-wins mailbox between the subscription and the inference worker."""
+"""The per-camera newest-frame-wins mailboxes between the subscriptions and the worker."""
 
 import threading
 
-from seg_node.core.frame_slot import CameraSlots, FrameSlot
-
-
-def test_newest_frame_wins_and_replaced_frames_are_counted():
-    slot: FrameSlot[int] = FrameSlot()
-    for frame in range(5):
-        slot.put(frame)
-    assert slot.take(timeout=0) == 4
-    assert (slot.received, slot.dropped) == (5, 4)
-    assert slot.take(timeout=0.01) is None
+from seg_node.core.frame_slot import CameraSlots
 
 
 def test_close_wakes_a_waiting_worker():
-    slot: FrameSlot[int] = FrameSlot()
+    slots: CameraSlots[int] = CameraSlots(2)
     taken = []
-    worker = threading.Thread(target=lambda: taken.append(slot.take()))
+    worker = threading.Thread(target=lambda: taken.append(slots.take_batch(4)))
     worker.start()
-    slot.close()
+    slots.close()
     worker.join(timeout=2)
     assert not worker.is_alive() and taken == [None]
-    slot.put(1)
-    assert slot.take(timeout=0) is None
+    slots.put(1, 7)
+    assert slots.take_batch(4, timeout=0) is None
 
 
 def test_camera_slots_batch_one_newest_frame_per_camera_and_count_drops_per_camera():
