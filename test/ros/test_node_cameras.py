@@ -110,8 +110,11 @@ def test_named_cameras_with_compressed_transport_subscribe_image_compressed(
                  image_transport='compressed')
     assert [sub.topic_name for sub in node.camera_subscriptions] == [
         '/front/image/compressed', '/rear/left/image/compressed']
-    published = {topic for topic, _ in node.get_publisher_names_and_types_by_node(
-        'seg_node', '/')}
-    assert {'/seg_node/front/labels', '/seg_node/rear/left/confidence',
-            '/seg_node/front/class_confidence/road'} <= published
-    assert '/seg_node/labels' not in published
+    expected = {'/seg_node/front/labels', '/seg_node/rear/left/confidence',
+                '/seg_node/front/class_confidence/road'}
+
+    def published() -> set[str]:
+        return {topic for topic, _ in node.get_publisher_names_and_types_by_node(
+            'seg_node', '/')}
+    assert wait_for(lambda: expected <= published())
+    assert '/seg_node/labels' not in published()
