@@ -188,8 +188,7 @@ def check_inference_size(inference_size: tuple[int, ...] | None) -> None:
 def load_segmenter(model: Path, classes_path: Path | None = None, backend: str = 'auto',
                    threads: int = 0, inference_size: tuple[int, int] | None = None,
                    tensorrt_options: dict[str, object] | None = None,
-                   log: Callable[[str], None] | None = None,
-                   cpu_spinning: bool = True) -> tuple[Segmenter, ClassList]:
+                   log: Callable[[str], None] | None = None) -> tuple[Segmenter, ClassList]:
     """Load a model and its class file: the one set-up shared by the node and eval-bag.
 
     Args:
@@ -200,8 +199,6 @@ def load_segmenter(model: Path, classes_path: Path | None = None, backend: str =
         inference_size: (H, W) the network sees; None: the model's training size.
         tensorrt_options: options of the TensorRT backend (precision, ...).
         log: receives backend progress and fallback lines.
-        cpu_spinning: let ONNX Runtime's idle threads spin for work (offline throughput);
-            False for a server of camera frames, whose pool idles between frames.
 
     Raises:
         ConfigError: the class file does not fit the model, or a bad inference size.
@@ -210,9 +207,7 @@ def load_segmenter(model: Path, classes_path: Path | None = None, backend: str =
     classes_path = classes_path or classes_beside(model)
     classes = load_classes(classes_path)
     check_inference_size(inference_size)
-    network = create_backend(backend, model, threads,
-                             {'tensorrt': tensorrt_options or {},
-                              'onnxruntime': {'allow_spinning': cpu_spinning}}, log)
+    network = create_backend(backend, model, threads, {'tensorrt': tensorrt_options or {}}, log)
     if network.info.num_classes != classes.num_classes:
         raise ConfigError(f'model {model} has {network.info.num_classes} classes but the class '
                           f'file {classes_path} lists {classes.num_classes}; pass the '
