@@ -11,17 +11,20 @@ from launch_ros.substitutions import FindPackageShare
 
 
 def camera_list(text: str) -> list[str]:
-    """Parse the ``cameras`` argument: a YAML list of image topics, '' or '[]' for none.
+    """Parse the ``cameras`` argument: a YAML list of camera names, '' or '[]' for none.
+
+    Camera ``front`` reads ``front/image`` and publishes ``~/front/labels``, ...; the node
+    checks the names.
 
     Raises:
-        ValueError: not a list of non-empty topic names.
+        ValueError: not a list of non-empty names.
 
     """
     cameras = yaml.safe_load(text) if text.strip() else []
     if not isinstance(cameras, list) or not all(
-            isinstance(topic, str) and topic for topic in cameras):
-        raise ValueError(f'cameras:={text!r} is invalid; give a YAML list of image topics, '
-                         "e.g. cameras:=\"['/front/image_raw', '/rear/image_raw']\"")
+            isinstance(name, str) and name for name in cameras):
+        raise ValueError(f'cameras:={text!r} is invalid; give a YAML list of camera names, '
+                         'e.g. cameras:="[front, left]" (each reads <name>/image)')
     return cameras
 
 
@@ -50,10 +53,11 @@ def generate_launch_description() -> LaunchDescription:
                               description='camera image topic; with image_transport '
                                           'compressed the node subscribes <image>/compressed'),
         DeclareLaunchArgument('cameras', default_value='',
-                              description="camera image topics as a YAML list, e.g. "
-                                          "\"['/front/image_raw', '/rear/image_raw']\", "
-                                          "passed as the node's cameras parameter; empty: "
-                                          'the single camera on image'),
+                              description='camera names as a YAML list, e.g. "[front, left]": '
+                                          'each reads <name>/image (remap it to the driver) '
+                                          "and publishes ~/<name>/labels, ...; passed as the "
+                                          "node's cameras parameter; empty: the single "
+                                          'camera on image'),
         DeclareLaunchArgument('params_file',
                               default_value=PathJoinSubstitution([share, 'config',
                                                                   'seg_node.yaml']),

@@ -81,14 +81,17 @@ def launch_function(name: str):
     return namespace[name]
 
 
-def test_launch_cameras_argument_is_a_topic_list():
+def test_launch_cameras_argument_is_a_list_of_camera_names(ros_context, tiny_model):
     camera_list = launch_function('camera_list')
     assert camera_list('') == camera_list('[]') == []
-    assert camera_list("['/front/image_raw', '/rear/image_raw']") == [
-        '/front/image_raw', '/rear/image_raw']
-    for bad in ('/front/image_raw', '[1, 2]', "['']"):
-        with pytest.raises(ValueError, match='give a YAML list of image topics'):
+    assert camera_list('[front, rear/left]') == ['front', 'rear/left']
+    for bad in ('front', '[1, 2]', "['']"):
+        with pytest.raises(ValueError, match='give a YAML list of camera names'):
             camera_list(bad)
+    node = ros_context.add(SegNode(context=ros_context.context, parameter_overrides=[
+        Parameter('model', value=str(tiny_model)),
+        Parameter('cameras', value=camera_list('[front, rear/left]'))]))
+    assert node.settings.cameras == ('front', 'rear/left')
 
 
 def test_launch_passes_autostart_and_cameras_and_remaps_only_image(node):

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from seg_node.core.errors import ModelLoadError
-from seg_node.core.inference.base import SegResult
+from seg_node.core.inference.base import first_frame, SegResult
 from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
 
@@ -35,6 +35,7 @@ class TorchBackend:
     """Eager PyTorch inference of a checkpoint or an in-memory :class:`DeployModel`."""
 
     name = 'torch'
+    max_batch = 64
 
     def __init__(self, model_path: Path | None, num_threads: int = 0,
                  model: DeployModel | None = None) -> None:
@@ -52,12 +53,18 @@ class TorchBackend:
         return True
 
     @torch.inference_mode()
+    def infer_batch(self, images: np.ndarray, confidence: bool = True,
+                    probabilities: bool = False) -> SegResult:
+        """Segment (N, H, W, 3) uint8 frames; see :class:`~seg_node.core.inference.Backend`."""
+        images = torch.from_numpy(np.ascontiguousarray(images))
+        labels, max_probability, class_probability = self.model(
+            images.to(self.model.scale.device))
+        return SegResult(labels.cpu().numpy(),
+                         max_probability.cpu().numpy() if confidence else None,
+                         class_probability.cpu().numpy() if probabilities else None)
+
     def infer(self, image: np.ndarray, confidence: bool = True,
               probabilities: bool = False) -> SegResult:
         """Segment one (H, W, 3) uint8 RGB frame; see :class:`~seg_node.core.inference.Backend`."""
-        image = torch.from_numpy(np.ascontiguousarray(image))[None]
-        labels, max_probability, class_probability = self.model(
-            image.to(self.model.scale.device))
-        return SegResult(labels[0].cpu().numpy(),
-                         max_probability[0].cpu().numpy() if confidence else None,
-                         class_probability[0].cpu().numpy() if probabilities else None)
+        return first_frame(self.infer_batch(np.ascontiguousarray(image)[None], confidence,
+                                            probabilities))

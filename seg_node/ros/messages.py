@@ -8,6 +8,13 @@ from sensor_msgs.msg import Image
 from seg_node.core.image_codec import is_bigendian_flag
 
 
+def copy_header(msg: object, header: object) -> None:
+    """Copy ``header``'s stamp and frame_id into ``msg.header`` (any object with those fields)."""
+    stamp = msg.header.stamp
+    stamp.sec, stamp.nanosec = header.stamp.sec, header.stamp.nanosec
+    msg.header.frame_id = header.frame_id
+
+
 class OutputImage:
     """An Image message whose ``data`` is reused across frames of the same size.
 
@@ -26,7 +33,11 @@ class OutputImage:
         self._view = np.empty(0, self.dtype)
 
     def prepare(self, header: object, height: int, width: int) -> np.ndarray:
-        """Set the header and size; return the (H, W[, C]) view to fill before publishing."""
+        """Copy the header (stamp, frame_id) and set the size; return the (H, W[, C]) view.
+
+        ``header`` is a std_msgs Header or anything with ``stamp.sec``, ``stamp.nanosec``
+        and ``frame_id`` (a header read from CDR). Fill the view, then publish ``msg``.
+        """
         if self._shape != (height, width):
             row_bytes = width * self.channels * self.dtype.itemsize
             self.msg.height, self.msg.width, self.msg.step = height, width, row_bytes
@@ -35,5 +46,5 @@ class OutputImage:
             # The setter may copy its argument: view the storage the message now holds.
             self._view = np.frombuffer(self.msg.data, self.dtype).reshape(shape)
             self._shape = (height, width)
-        self.msg.header = header
+        copy_header(self.msg, header)
         return self._view

@@ -1,10 +1,13 @@
 """The seg_node ROS 2 node: a managed (lifecycle) node around Segmenter.
 
 Conversion, inference and rendering live in plain modules; this file only wires them to
-topics. configure loads the model, activate subscribes the camera and starts the inference
-worker (fed by a one-frame slot: newest frame wins), deactivate stops serving, cleanup frees
-the backend. Transitions run on their own executor thread, so parameter services, lifecycle
-state queries and /diagnostics answer while a model loads or a TensorRT engine builds.
+topics. configure loads the model, activate subscribes the cameras and starts the inference
+worker, deactivate stops serving, cleanup frees the backend. Cameras are subscribed raw
+(serialized CDR, read in place by core.image_cdr); each has a one-frame slot (newest frame
+wins), and the worker takes the waiting frames of up to ``max_batch`` cameras, round-robin,
+into one backend call. Transitions run on their own executor thread, so parameter services,
+lifecycle state queries and /diagnostics answer while a model loads or a TensorRT engine
+builds.
 """
 
 import os
@@ -22,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -41,14 +45,16 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from seg_node.core import image_codec
 from seg_node.core.errors import ConfigError, SegNodeError
-from seg_node.core.frame_slot import FrameSlot
-from seg_node.core.inference.base import DEPLOY_BACKENDS, SegResult
+from seg_node.core.frame_slot import CameraSlots
+from seg_node.core.image_cdr import read_compressed_image, read_image
+from seg_node.core.inference.base import DEPLOY_BACKENDS
 from seg_node.core.inference.engine_cache import PRECISIONS
 from seg_node.core.pipeline import check_inference_size, load_segmenter, MAX_INFERENCE_PIXELS
 from seg_node.core.render import Renderer
+from seg_node.core.stage_times import diagnostic_key
 from seg_node.evaluation.scoring import latency_percentiles
 from seg_node.models import DEFAULT_MODEL_PATH
-from seg_node.ros.messages import OutputImage
+from seg_node.ros.cameras import CameraOutputs, check_cameras, image_name
 from seg_node.ros.qos import choose_reliability, input_qos, output_qos, RELIABILITY_CHOICES
 
 TRANSPORTS = ('raw', 'compressed')
@@ -77,6 +83,8 @@ class NodeSettings:
     engine_cache_dir: str
     tensorrt_module: str
     autostart: bool
+    cameras: tuple[str, ...]
+    max_batch: int
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
@@ -142,22 +150,17 @@ class SegNode(LifecycleNodeMixin, Node):
         self.segmenter = None
         self.renderer: Renderer | None = None
         self.class_names: list[str] = []
-        self.labels_pub = self.confidence_pub = self.color_pub = self.overlay_pub = None
-        self.compressed_pub = None
-        self.class_pubs: list = []
-        self.subscription = None
-        self.input_reliability = ''
-        self.slot: FrameSlot = FrameSlot()
+        self.outputs: list[CameraOutputs] = []  # one per camera, while configured
+        count = len(self.settings.cameras)
+        self.camera_subscriptions: list = [None] * count
+        self.input_reliability = [''] * count
+        self.slots: CameraSlots[bytes] = CameraSlots(count)
         self.worker: threading.Thread | None = None
         self._qos_timer = None
         self._subscription_lock = threading.Lock()
-        self.labels_out = OutputImage('mono8', 1, np.uint8)
-        self.confidence_out = OutputImage('32FC1', 1, np.float32)
-        self.color_out = OutputImage('rgb8', 3, np.uint8)
-        self.overlay_out = OutputImage('rgb8', 3, np.uint8)
-        self.class_outs: list[OutputImage] = []
-        # Counters over the node's life (the slot is replaced at each activation).
-        self.received = self.dropped = self.served = self.rejected = 0
+        # Per-camera counters over the node's life (the slots are replaced at each activation).
+        self.received, self.dropped = [0] * count, [0] * count
+        self.served, self.rejected = [0] * count, [0] * count
         self.inference_failures = 0
         self.last_failure = ''  # set while the backend fails, cleared by the next success
         self.configure_error: SegNodeError | None = None
@@ -252,6 +255,13 @@ class SegNode(LifecycleNodeMixin, Node):
                 'autostart', True, 'configure and activate by itself once spinning; false: '
                 'wait for a lifecycle manager', 'give true or false',
                 type=Parameter.Type.BOOL.value, **read_only),
+            'cameras': self._declare(
+                'cameras', [''], "camera names: [''] reads image and publishes ~/labels, ...; "
+                '[front, left] reads front/image, left/image and publishes ~/front/labels, '
+                '~/left/labels, ...', 'give a list of names such as [front, left]',
+                type=Parameter.Type.STRING_ARRAY.value, **read_only),
+            'max_batch': self._declare_integer('max_batch', 1, 64, 8,
+                                               'most camera frames in one inference call'),
         }
         self._declare('latency_budget_ms', 100.0, '/diagnostics warns when the inference '
                       'latency p50 exceeds it; 0: no budget',
@@ -278,8 +288,8 @@ class SegNode(LifecycleNodeMixin, Node):
             input_depth=value['input_depth'], output_depth=value['output_depth'],
             num_threads=value['num_threads'], max_image_pixels=value['max_image_pixels'],
             engine_cache_dir=value['engine_cache_dir'],
-            tensorrt_module=value['tensorrt_module'],
-            autostart=value['autostart'])
+            tensorrt_module=value['tensorrt_module'], autostart=value['autostart'],
+            cameras=check_cameras(value['cameras']), max_batch=value['max_batch'])
 
     def _declare_integer(self, name: str, low: int, high: int, default: int,
                          description: str) -> int:
@@ -333,15 +343,8 @@ class SegNode(LifecycleNodeMixin, Node):
         self.segmenter, self.class_names = segmenter, list(classes.names)
         self.renderer = Renderer(classes, self.get_parameter('overlay_alpha').value)
         qos = output_qos(settings.output_depth)
-        publisher = self.create_lifecycle_publisher
-        self.labels_pub = publisher(Image, '~/labels', qos)
-        self.confidence_pub = publisher(Image, '~/confidence', qos)
-        self.color_pub = publisher(Image, '~/color', qos)
-        self.overlay_pub = publisher(Image, '~/overlay', qos)
-        self.compressed_pub = publisher(CompressedImage, '~/labels/compressed', qos)
-        self.class_pubs = [publisher(Image, f'~/class_confidence/{name}', qos)
-                           for name in self.class_names]
-        self.class_outs = [OutputImage('32FC1', 1, np.float32) for _ in self.class_names]
+        self.outputs = [CameraOutputs(self.create_lifecycle_publisher, camera,
+                                      self.class_names, qos) for camera in settings.cameras]
         info = segmenter.backend.info
         log(f'configured in {time.monotonic() - started:.1f} s: {settings.model.name} '
             f'({info.arch}, {info.num_classes} classes) with {segmenter.backend.name} at '
@@ -349,22 +352,24 @@ class SegNode(LifecycleNodeMixin, Node):
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Enable the publishers, subscribe the camera and start the inference worker."""
+        """Enable the publishers, subscribe the cameras and start the inference worker."""
         result = super().on_activate(state)
-        self.slot = FrameSlot()
-        self.worker = threading.Thread(target=self._work, args=(self.slot,),
+        self.slots = CameraSlots(len(self.settings.cameras))
+        self.worker = threading.Thread(target=self._work, args=(self.slots,),
                                        name='seg_node_inference', daemon=True)
         self.worker.start()
         reliability = self.settings.input_reliability
         with self._subscription_lock:
-            self._subscribe('best_effort' if reliability == 'auto' else reliability)
+            for camera in range(len(self.settings.cameras)):
+                self._subscribe(camera, 'best_effort' if reliability == 'auto'
+                                else reliability)
         if reliability == 'auto':
             self._adapt_input_qos()
             self._qos_timer = self.create_timer(1.0, self._adapt_input_qos)
         self.activated_at = self.last_input_at = time.monotonic()
         self.get_logger().info(
             f'serving: input {self.settings.image_transport} on '
-            f'{self.subscription.topic_name}')
+            + ', '.join(subscription.topic_name for subscription in self.camera_subscriptions))
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -396,131 +401,132 @@ class SegNode(LifecycleNodeMixin, Node):
             if self._qos_timer is not None:
                 self.destroy_timer(self._qos_timer)
                 self._qos_timer = None
-            if self.subscription is not None:
-                self.destroy_subscription(self.subscription)
-                self.subscription = None
-        self.slot.close()
+            for camera, subscription in enumerate(self.camera_subscriptions):
+                if subscription is not None:
+                    self.destroy_subscription(subscription)
+                    self.camera_subscriptions[camera] = None
+        self.slots.close()
         if self.worker is not None:
             self.worker.join(timeout=10.0)
             self.worker = None
-        self.received += self.slot.received
-        self.dropped += self.slot.dropped
-        self.slot = FrameSlot()
+        for camera in range(len(self.settings.cameras)):
+            self.received[camera] += self.slots.received[camera]
+            self.dropped[camera] += self.slots.dropped[camera]
+        self.slots = CameraSlots(len(self.settings.cameras))
 
     def _unload(self) -> None:
-        for publisher in (self.labels_pub, self.confidence_pub, self.color_pub,
-                          self.overlay_pub, self.compressed_pub, *self.class_pubs):
-            if publisher is not None:
+        for outputs in self.outputs:
+            for publisher in outputs.publishers():
                 self.destroy_lifecycle_publisher(publisher)
-        self.labels_pub = self.confidence_pub = self.color_pub = self.overlay_pub = None
-        self.compressed_pub = None
-        self.class_pubs, self.class_outs = [], []
+        self.outputs = []
         self.segmenter = self.renderer = None
 
     # --- input --------------------------------------------------------------------------
 
-    def camera_topic(self) -> str:
-        """Return the resolved camera topic: 'image' with remaps, + '/compressed' if so set.
+    def camera_topic(self, camera: int = 0) -> str:
+        """Return camera ``camera``'s resolved input topic, + '/compressed' if so set.
 
         image_transport's convention: ``-r image:=/cam`` with compressed transport subscribes
-        /cam/compressed.
+        /cam/compressed (likewise ``<camera>/image`` for named cameras).
         """
-        topic = self.resolve_topic_name('image')
+        topic = self.resolve_topic_name(image_name(self.settings.cameras[camera]))
         return topic + '/compressed' if self.settings.image_transport == 'compressed' else topic
 
-    def _subscribe(self, reliability: str) -> None:
-        """(Re-)subscribe the camera; the new subscription exists before the old one goes."""
-        previous = self.subscription
+    def _subscribe(self, camera: int, reliability: str) -> None:
+        """(Re-)subscribe a camera; the new subscription exists before the old one goes."""
+        previous = self.camera_subscriptions[camera]
         message_type = CompressedImage if self.settings.image_transport == 'compressed' else Image
-        self.subscription = self.create_subscription(
-            message_type, self.camera_topic(), self.slot.put,
-            input_qos(reliability, self.settings.input_depth))
-        self.input_reliability = reliability
+        self.camera_subscriptions[camera] = self.create_subscription(
+            message_type, self.camera_topic(camera), partial(self.slots.put, camera),
+            input_qos(reliability, self.settings.input_depth), raw=True)
+        self.input_reliability[camera] = reliability
         if previous is not None:
             self.destroy_subscription(previous)
 
     def _adapt_input_qos(self) -> None:
         with self._subscription_lock:
-            if self.subscription is None:
-                return
-            publishers = self.get_publishers_info_by_topic(self.subscription.topic_name)
-            reliability = choose_reliability(info.qos_profile.reliability
-                                             for info in publishers)
-            if reliability != self.input_reliability:
-                self._subscribe(reliability)
-                self.get_logger().info(
-                    f'input QoS {reliability} for {len(publishers)} publisher(s) on '
-                    f'{self.subscription.topic_name}')
+            for camera, subscription in enumerate(self.camera_subscriptions):
+                if subscription is None:
+                    return
+                publishers = self.get_publishers_info_by_topic(subscription.topic_name)
+                reliability = choose_reliability(info.qos_profile.reliability
+                                                 for info in publishers)
+                if reliability != self.input_reliability[camera]:
+                    topic = subscription.topic_name
+                    self._subscribe(camera, reliability)
+                    self.get_logger().info(f'input QoS {reliability} for {len(publishers)} '
+                                           f'publisher(s) on {topic}')
 
     # --- serving ------------------------------------------------------------------------
 
-    def _work(self, slot: FrameSlot) -> None:
-        while (msg := slot.take()) is not None:
+    def _work(self, slots: CameraSlots) -> None:
+        while (batch := slots.take_batch(self.settings.max_batch)) is not None:
             started = time.perf_counter()
-            try:
-                rgb = image_codec.decode(msg, self.settings.debayer,
-                                         self.settings.max_image_pixels, self._decoder_warning)
-            except SegNodeError as err:
-                self._reject(self.get_logger().warning, str(err))
-                continue
-            except Exception as err:  # a decoder's own failure: still only this frame
-                self._reject(self.get_logger().error, f'{type(err).__name__}: {err}')
-                continue
-            wanted_classes = [i for i, pub in enumerate(self.class_pubs)
-                              if pub.get_subscription_count()]
-            want_confidence = self.confidence_pub.get_subscription_count() > 0
-            try:
-                result = self.segmenter.segment(rgb, confidence=want_confidence,
-                                                probabilities=bool(wanted_classes))
-            except Exception as err:  # the backend failed: report ERROR, keep serving
-                self.inference_failures += 1
-                self.last_failure = f'{type(err).__name__}: {err}'
-                self.get_logger().error(f'inference failed: {self.last_failure}',
-                                        throttle_duration_sec=1.0)
-                continue
-            self.last_failure = ''
-            try:
-                self._publish(msg.header, rgb, result, want_confidence, wanted_classes)
-            except Exception as err:  # keep serving whatever one frame does
-                self._reject(self.get_logger().error, f'{type(err).__name__}: {err}')
-                continue
-            self.served += 1
-            self.latencies_s.append(time.perf_counter() - started)
+            frames = []
+            for camera, buffer in batch:
+                try:
+                    frames.append((camera, *self._receive(buffer)))
+                except SegNodeError as err:
+                    self._reject(camera, self.get_logger().warning, str(err))
+                except Exception as err:  # a decoder's own failure: still only this frame
+                    self._reject(camera, self.get_logger().error,
+                                 f'{type(err).__name__}: {err}')
+            if frames and self._serve(frames):
+                elapsed = time.perf_counter() - started
+                for camera, _, _ in frames:
+                    self.served[camera] += 1
+                    self.latencies_s.append(elapsed)
+
+    def _receive(self, buffer: bytes) -> tuple[object, np.ndarray]:
+        """Read one serialized camera message; return its header and (H, W, 3) uint8 RGB."""
+        with self.segmenter.times.time('receive'):
+            if self.settings.image_transport == 'compressed':
+                msg = read_compressed_image(buffer)
+                return msg.header, image_codec.decode_compressed(
+                    msg, self.settings.max_image_pixels, self._decoder_warning)
+            msg = read_image(buffer)
+            return msg.header, image_codec.decode_image(msg, self.settings.debayer,
+                                                        self.settings.max_image_pixels)
 
     def _decoder_warning(self, text: str) -> None:
         self.get_logger().warning(f'served a frame its decoder warned about: {text}',
                                   throttle_duration_sec=1.0)
 
-    def _reject(self, log: Callable[..., object], reason: str) -> None:
-        self.rejected += 1
+    def _reject(self, camera: int, log: Callable[..., object], reason: str) -> None:
+        self.rejected[camera] += 1
         log(f'dropped frame: {reason}', throttle_duration_sec=1.0)
 
-    def _publish(self, header: object, rgb: np.ndarray, result: SegResult,
-                 want_confidence: bool, wanted_classes: list[int]) -> None:
-        """Publish the outputs of one frame; ``rgb`` is (H, W, 3) uint8 as decoded."""
-        height, width = rgb.shape[:2]
-        np.copyto(self.labels_out.prepare(header, height, width), result.labels)
-        self.labels_pub.publish(self.labels_out.msg)
-        if want_confidence:
-            np.copyto(self.confidence_out.prepare(header, height, width), result.confidence)
-            self.confidence_pub.publish(self.confidence_out.msg)
-        for index in wanted_classes:
-            output = self.class_outs[index]
-            np.copyto(output.prepare(header, height, width), result.probabilities[index])
-            self.class_pubs[index].publish(output.msg)
-        want_overlay = self.overlay_pub.get_subscription_count() > 0
-        if want_overlay or self.color_pub.get_subscription_count():
-            color = self.renderer.colorize(result.labels,
-                                           self.color_out.prepare(header, height, width))
-            self.color_pub.publish(self.color_out.msg)
-            if want_overlay:
-                self.renderer.overlay(rgb, color,
-                                      self.overlay_out.prepare(header, height, width))
-                self.overlay_pub.publish(self.overlay_out.msg)
-        if self.compressed_pub.get_subscription_count():
-            compressed = CompressedImage(header=header, format='mono8; png compressed')
-            compressed.data = image_codec.encode_compressed(result.labels, 'png')
-            self.compressed_pub.publish(compressed)
+    def _serve(self, frames: list[tuple[int, object, np.ndarray]]) -> bool:
+        """Segment one frame per camera in one batch and publish each camera's outputs.
+
+        Returns:
+            Whether the batch was published (a failure is logged and counted).
+
+        """
+        outputs = [self.outputs[camera] for camera, _, _ in frames]
+        confidence = any(output.wants_confidence() for output in outputs)
+        probabilities = any(output.wanted_classes() for output in outputs)
+        into = [output.destination(header, *rgb.shape[:2])
+                for output, (_, header, rgb) in zip(outputs, frames, strict=True)]
+        try:
+            results = self.segmenter.segment_batch([rgb for _, _, rgb in frames], confidence,
+                                                   probabilities, into)
+        except Exception as err:  # the backend failed: report ERROR, keep serving
+            self.inference_failures += len(frames)
+            self.last_failure = f'{type(err).__name__}: {err}'
+            self.get_logger().error(f'inference failed: {self.last_failure}',
+                                    throttle_duration_sec=1.0)
+            return False
+        self.last_failure = ''
+        try:
+            for output, result, (_, header, rgb) in zip(outputs, results, frames,
+                                                        strict=True):
+                output.publish(result, rgb, header, self.renderer, self.segmenter.times)
+        except Exception as err:  # keep serving whatever one batch does
+            for camera, _, _ in frames:
+                self._reject(camera, self.get_logger().error, f'{type(err).__name__}: {err}')
+            return False
+        return True
 
     # --- diagnostics --------------------------------------------------------------------
 
@@ -533,10 +539,11 @@ class SegNode(LifecycleNodeMixin, Node):
         """
         state = self.lifecycle_state()
         now = time.monotonic()
-        received = self.received + self.slot.received
-        dropped = self.dropped + self.slot.dropped
-        counts = {'received': received, 'dropped': dropped, 'rejected': self.rejected,
-                  'failures': self.inference_failures}
+        slots = self.slots
+        received = [a + b for a, b in zip(self.received, slots.received, strict=True)]
+        dropped = [a + b for a, b in zip(self.dropped, slots.dropped, strict=True)]
+        counts = {'received': sum(received), 'dropped': sum(dropped),
+                  'rejected': sum(self.rejected), 'failures': self.inference_failures}
         new = {key: value - self._window.get(key, 0) for key, value in counts.items()}
         self._window = counts
         if new['received']:
@@ -561,25 +568,38 @@ class SegNode(LifecycleNodeMixin, Node):
                                 f'{budget_ms:g} ms budget')
             silent_s = now - self.last_input_at
             if timeout_s and silent_s > timeout_s:
-                warnings.append(f'no frame on {self.camera_topic()} for {silent_s:.1f} s')
+                topics = ', '.join(map(self.camera_topic, range(len(self.settings.cameras))))
+                warnings.append(f'no frame on {topics} for {silent_s:.1f} s')
         level = (DiagnosticStatus.ERROR if errors else DiagnosticStatus.WARN if warnings
                  else DiagnosticStatus.OK)
         if errors or warnings:
             message = '; '.join(errors + warnings)
         elif state == 'active':
-            message = 'serving' if self.served else 'active, waiting for frames'
+            message = 'serving' if sum(self.served) else 'active, waiting for frames'
         else:
             message = state
         backend = self.segmenter.backend.name if self.segmenter is not None else ''
+        cameras = self.settings.cameras
         values = {
             'lifecycle_state': state,
-            'frames_in': received, 'frames_served': self.served, 'frames_dropped': dropped,
-            'frames_rejected': self.rejected, 'inference_failures': self.inference_failures,
+            'frames_in': sum(received), 'frames_served': sum(self.served),
+            'frames_dropped': sum(dropped), 'frames_rejected': sum(self.rejected),
+            'inference_failures': self.inference_failures,
             'latency_p50_ms': latency['p50'], 'latency_p99_ms': latency['p99'],
             'latency_budget_ms': budget_ms, 'backend': backend,
-            'model': str(self.settings.model), 'input_topic': self.camera_topic(),
-            'input_reliability': self.input_reliability,
+            'model': str(self.settings.model),
+            'input_topic': ','.join(map(self.camera_topic, range(len(cameras)))),
+            'input_reliability': ','.join(self.input_reliability),
         }
+        if cameras != ('',):  # per camera: name/frames_in, ...
+            for index, camera in enumerate(cameras):
+                values |= {f'{camera}/frames_in': received[index],
+                           f'{camera}/frames_served': self.served[index],
+                           f'{camera}/frames_dropped': dropped[index],
+                           f'{camera}/frames_rejected': self.rejected[index]}
+        if self.segmenter is not None:
+            values |= {diagnostic_key(stage): ms
+                       for stage, ms in self.segmenter.times.per_frame_ms().items()}
         return DiagnosticStatus(
             level=level, name=f'{self.get_name()}: semantic segmentation', message=message,
             hardware_id=backend, values=[KeyValue(key=k, value=str(v))

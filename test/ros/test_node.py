@@ -50,15 +50,16 @@ def test_lazy_topics_publish_only_while_subscribed(ros_context, node, camvid_rgb
     probe = ros_context.add(Probe(ros_context.context))
     probe.listen('/seg_node/labels')
     assert send_until(probe, '/seg_node/labels', image_msg(camvid_rgb, 1)) is not None
-    assert node.color_pub.get_subscription_count() == 0
-    assert node.color_out.msg.height == 0  # never rendered while nobody listened
+    outputs = node.outputs[0]
+    assert outputs.color_pub.get_subscription_count() == 0
+    assert outputs.color.msg.height == 0  # never rendered while nobody listened
     probe.listen('/seg_node/color')
     assert send_until(probe, '/seg_node/color', image_msg(camvid_rgb, 2)) is not None
     probe.stop_listening('/seg_node/color')
-    assert wait_for(lambda: node.color_pub.get_subscription_count() == 0)
-    rendered = node.color_out.msg.header.stamp.sec
+    assert wait_for(lambda: outputs.color_pub.get_subscription_count() == 0)
+    rendered = outputs.color.msg.header.stamp.sec
     assert send_until(probe, '/seg_node/labels', image_msg(camvid_rgb, 3)) is not None
-    assert node.color_out.msg.header.stamp.sec == rendered == 2
+    assert outputs.color.msg.header.stamp.sec == rendered == 2
 
 
 def test_best_effort_subscriber_and_compressed_labels(ros_context, node, camvid_rgb):
@@ -94,12 +95,12 @@ def test_bad_frame_is_dropped_and_next_frame_served(ros_context, node, camvid_rg
     bad = Image(**BAD_FRAMES[problem])
     bad.header.stamp.sec = 50
     assert wait_for(lambda: node.count_publishers('/camera/image_raw') >= 1)
-    assert wait_for(lambda: node.subscription.get_publisher_count() >= 1)
+    assert wait_for(lambda: node.camera_subscriptions[0].get_publisher_count() >= 1)
     deadline = time.monotonic() + 10
-    while node.rejected == 0 and time.monotonic() < deadline:
+    while node.rejected == [0] and time.monotonic() < deadline:
         probe.camera.publish(bad)
         time.sleep(0.1)
-    assert node.rejected >= 1
+    assert node.rejected[0] >= 1
     assert probe.last('/seg_node/labels', 50) is None
     assert send_until(probe, '/seg_node/labels', image_msg(camvid_rgb[:, :, :], 51))
 
@@ -136,7 +137,8 @@ def test_diagnostics_report_counts_latency_backend_and_model(ros_context, node, 
 def test_compressed_transport_serves_jpeg_frames(ros_context, tiny_model, camvid_rgb):
     from seg_node.core.image_codec import decode_compressed, encode_compressed
     compressed_node = start(ros_context, tiny_model, image_transport='compressed')
-    assert compressed_node.subscription.topic_name == '/camera/image_raw/compressed'
+    assert compressed_node.camera_subscriptions[0].topic_name == (
+        '/camera/image_raw/compressed')
     probe = ros_context.add(Probe(ros_context.context))
     probe.listen('/seg_node/labels')
     msg = CompressedImage(format='jpeg')

@@ -85,7 +85,7 @@ def test_deactivate_activate_cleanup_configure_over_services(ros_context, node, 
     assert send_until(manager, '/seg_node/labels', image_msg(camvid_rgb, 60))
     assert manager.change('deactivate') and manager.state() == 'inactive'
     assert silent(manager, image_msg(camvid_rgb, 61))
-    assert node.segmenter is not None and node.subscription is None  # loaded, not serving
+    assert node.segmenter is not None and node.camera_subscriptions == [None]  # loaded, idle
     assert manager.status(OK, 'inactive')
     assert manager.change('activate') and manager.state() == 'active'
     assert send_until(manager, '/seg_node/labels', image_msg(camvid_rgb, 62))
@@ -128,12 +128,12 @@ def serving_manager(ros_context, camvid_rgb, stamp_sec: int) -> Manager:
 
 def test_dropped_frames_warn_then_clear(ros_context, node, camvid_rgb, monkeypatch):
     manager = serving_manager(ros_context, camvid_rgb, 80)
-    segment = node.segmenter.segment
+    segment_batch = node.segmenter.segment_batch
 
-    def slow_segment(*args, **kwargs):
+    def slow_segment_batch(*args, **kwargs):
         time.sleep(0.3)
-        return segment(*args, **kwargs)
-    monkeypatch.setattr(node.segmenter, 'segment', slow_segment)
+        return segment_batch(*args, **kwargs)
+    monkeypatch.setattr(node.segmenter, 'segment_batch', slow_segment_batch)
     since = len(manager.diagnostics)
     for index in range(15):  # 20 Hz into a ~3 Hz worker
         manager.camera.publish(image_msg(camvid_rgb, 81 + index))
@@ -156,9 +156,9 @@ def test_latency_over_budget_warns(ros_context, node, camvid_rgb):
 def test_backend_failure_is_an_error(ros_context, node, camvid_rgb, monkeypatch):
     manager = serving_manager(ros_context, camvid_rgb, 100)
 
-    def failing_segment(*args, **kwargs):
+    def failing_segment_batch(*args, **kwargs):
         raise RuntimeError('CUDA error: an illegal memory access was encountered')
-    monkeypatch.setattr(node.segmenter, 'segment', failing_segment)
+    monkeypatch.setattr(node.segmenter, 'segment_batch', failing_segment_batch)
     assert silent(manager, image_msg(camvid_rgb, 101), 0.5)
     status = manager.status(ERROR, 'inference failing')
     assert 'RuntimeError: CUDA error' in status.message

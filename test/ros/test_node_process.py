@@ -118,7 +118,8 @@ def test_compressed_transport_follows_the_image_remap(ros_context, tiny_model):
             for info in observer.get_subscriptions_info_by_topic('/cam/compressed')), 30), (
             output.text())
         assert not observer.get_subscriptions_info_by_topic('/image/compressed')
-        assert output.has('serving: input compressed on /cam/compressed')
+        # the line follows the subscription (after the first QoS match)
+        assert wait_for(lambda: output.has('serving: input compressed on /cam/compressed'), 5)
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(15) == 0

@@ -32,11 +32,37 @@ class SegResult:
     probabilities: np.ndarray | None = None
 
 
+def first_frame(batch: SegResult) -> SegResult:
+    """Return frame 0 of a batched result ((N, ...) arrays) as a one-frame result."""
+    return SegResult(batch.labels[0],
+                     None if batch.confidence is None else batch.confidence[0],
+                     None if batch.probabilities is None else batch.probabilities[0])
+
+
 class Backend(Protocol):
-    """Runs the exported segmentation graph on one RGB frame."""
+    """Runs the exported segmentation graph on RGB frames.
+
+    ``max_batch`` is the most frames one ``infer_batch`` call takes.
+    """
 
     name: str
     model_path: Path
+    max_batch: int
+
+    def infer_batch(self, images: np.ndarray, confidence: bool = True,
+                    probabilities: bool = False) -> SegResult:
+        """Segment a batch of same-sized frames in one call.
+
+        Args:
+            images: (N, H, W, 3) uint8 RGB, C-contiguous, N <= ``max_batch``.
+            confidence: also return the max-probability maps.
+            probabilities: also return the per-class probability maps.
+
+        Returns:
+            (N, H, W) labels and confidence, (N, K, H, W) probabilities; reused by the next
+            call.
+
+        """
 
     def infer(self, image: np.ndarray, confidence: bool = True,
               probabilities: bool = False) -> SegResult:

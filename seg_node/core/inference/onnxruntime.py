@@ -16,7 +16,8 @@ import numpy as np
 import onnxruntime as ort
 
 from seg_node.core.errors import ModelLoadError
-from seg_node.core.inference.base import CONFIDENCE, LABELS, PROBABILITIES, SegResult
+from seg_node.core.inference.base import (CONFIDENCE, first_frame, LABELS, PROBABILITIES,
+                                          SegResult)
 from seg_node.core.inference.contract import check_contract, ModelInfo
 from seg_node.core.inference.onnx_graph import prune_outputs
 
@@ -47,6 +48,7 @@ class OnnxRuntimeBackend:
     """CPU inference through ONNX Runtime with pre-bound, reused output buffers."""
 
     name = 'onnxruntime'
+    max_batch = 64
 
     def __init__(self, model_path: Path, num_threads: int = 0,
                  allow_spinning: bool = True) -> None:
@@ -72,6 +74,7 @@ class OnnxRuntimeBackend:
         self._runners = {False: (lean_session, lean_session.io_binding()),
                          True: (self.session, self.session.io_binding())}
         self._shape: tuple[int, int] | None = None
+        self._capacity = 0
         self._buffers: dict[str, np.ndarray] = {}
 
     def _open(self, model: str | bytes, options: ort.SessionOptions) -> ort.InferenceSession:
@@ -87,30 +90,36 @@ class OnnxRuntimeBackend:
         """ONNX Runtime is importable (it is, if this module loaded)."""
         return True
 
-    def _allocate(self, height: int, width: int) -> None:
+    def _allocate(self, batch: int, height: int, width: int) -> None:
+        """Allocate output buffers for up to ``batch`` frames of (height, width)."""
         self._shape = (height, width)
+        self._capacity = batch
         self._buffers = {
-            LABELS: np.empty((1, height, width), np.uint8),
-            CONFIDENCE: np.empty((1, height, width), np.float32),
-            PROBABILITIES: np.empty((1, self.info.num_classes, height, width), np.float32),
+            LABELS: np.empty((batch, height, width), np.uint8),
+            CONFIDENCE: np.empty((batch, height, width), np.float32),
+            PROBABILITIES: np.empty((batch, self.info.num_classes, height, width), np.float32),
         }
+
+    def infer_batch(self, images: np.ndarray, confidence: bool = True,
+                    probabilities: bool = False) -> SegResult:
+        """Segment (N, H, W, 3) uint8 frames; see :class:`~seg_node.core.inference.Backend`."""
+        count, height, width = images.shape[:3]
+        if self._shape != (height, width) or count > self._capacity:
+            self._allocate(count, height, width)
+        session, binding = self._runners[probabilities]
+        binding.clear_binding_inputs()
+        binding.clear_binding_outputs()
+        binding.bind_cpu_input(self.info.input_name, np.ascontiguousarray(images))
+        wanted = [LABELS] + [CONFIDENCE] * confidence + [PROBABILITIES] * probabilities
+        outputs = {name: self._buffers[name][:count] for name in wanted}
+        for name, buffer in outputs.items():
+            binding.bind_output(name, 'cpu', 0, buffer.dtype, buffer.shape,
+                                buffer.ctypes.data)
+        session.run_with_iobinding(binding)
+        return SegResult(outputs[LABELS], outputs.get(CONFIDENCE), outputs.get(PROBABILITIES))
 
     def infer(self, image: np.ndarray, confidence: bool = True,
               probabilities: bool = False) -> SegResult:
         """Segment one (H, W, 3) uint8 RGB frame; see :class:`~seg_node.core.inference.Backend`."""
-        height, width = image.shape[:2]
-        if self._shape != (height, width):
-            self._allocate(height, width)
-        session, binding = self._runners[probabilities]
-        binding.clear_binding_inputs()
-        binding.clear_binding_outputs()
-        binding.bind_cpu_input(self.info.input_name, np.ascontiguousarray(image)[None])
-        wanted = [LABELS] + [CONFIDENCE] * confidence + [PROBABILITIES] * probabilities
-        for name in wanted:
-            buffer = self._buffers[name]
-            binding.bind_output(name, 'cpu', 0, buffer.dtype, buffer.shape,
-                                buffer.ctypes.data)
-        session.run_with_iobinding(binding)
-        return SegResult(self._buffers[LABELS][0],
-                         self._buffers[CONFIDENCE][0] if confidence else None,
-                         self._buffers[PROBABILITIES][0] if probabilities else None)
+        return first_frame(self.infer_batch(np.ascontiguousarray(image)[None], confidence,
+                                            probabilities))

@@ -42,7 +42,8 @@ import numpy as np
 
 from seg_node.core.errors import ConfigError, ModelLoadError
 from seg_node.core.inference import engine_cache
-from seg_node.core.inference.base import CONFIDENCE, LABELS, PROBABILITIES, SegResult
+from seg_node.core.inference.base import (CONFIDENCE, first_frame, LABELS, PROBABILITIES,
+                                          SegResult)
 from seg_node.core.inference.contract import check_contract, INPUT_NAME, ModelInfo
 from seg_node.core.inference.engine_cache import EngineKey, Profile
 
@@ -433,7 +434,7 @@ class TensorRTBackend:
                 engine that does not deserialize or follow the contract.
         """
         self._stream = None
-        self._shape: tuple[int, int] | None = None
+        self._shape: tuple[int, int, int] | None = None
         self._device: dict[str, int] = {}
         self._pinned: dict[str, int] = {}
         self._host: dict[str, np.ndarray] = {}
@@ -481,6 +482,7 @@ class TensorRTBackend:
         self.info = check_contract(engine_file, inputs, outputs, sidecar.get('metadata', {}))
         low, _, high = self.engine.get_tensor_profile_shape(INPUT_NAME, 0)
         self.profile_range = (tuple(low)[:3], tuple(high)[:3])
+        self.max_batch = int(high[0])
         self._stream = _cuda(cudart, 'cudaStreamCreate')
         self._stream_handle = _stream_handle(self._stream)
 
@@ -501,15 +503,17 @@ class TensorRTBackend:
         self._device, self._pinned, self._host = {}, {}, {}
         self._shape = None
 
-    def _allocate(self, height: int, width: int) -> None:
+    def _allocate(self, batch: int, height: int, width: int) -> None:
         """Set the input shape and (re)allocate device and pinned buffers for every tensor."""
         low, high = self.profile_range
-        if not all(a <= b <= c for a, b, c in zip(low, (1, height, width), high, strict=True)):
-            raise ConfigError(f'frame {height}x{width} is outside the engine profile '
-                              f'{low[1]}x{low[2]}..{high[1]}x{high[2]} of {self.engine_path}; '
-                              'set inference_size to fit it or rebuild with --min/--max')
+        wanted = (batch, height, width)
+        if not all(a <= b <= c for a, b, c in zip(low, wanted, high, strict=True)):
+            raise ConfigError(f'{batch} frame(s) of {height}x{width} are outside the engine '
+                              f'profile {"x".join(map(str, low))}..{"x".join(map(str, high))} '
+                              f'(NxHxW) of {self.engine_path}; set inference_size (and '
+                              'max_batch) to fit it or rebuild with --min/--max')
         self._free()
-        self.context.set_input_shape(INPUT_NAME, (1, height, width, 3))
+        self.context.set_input_shape(INPUT_NAME, (batch, height, width, 3))
         for name, dtype in self._dtypes.items():
             shape = tuple(self.context.get_tensor_shape(name))
             size = int(np.prod(shape)) * dtype.itemsize
@@ -518,7 +522,7 @@ class TensorRTBackend:
             raw = ctypes.cast(self._pinned[name], ctypes.POINTER(ctypes.c_uint8))
             self._host[name] = np.ctypeslib.as_array(raw, (size,)).view(dtype).reshape(shape)
             self.context.set_tensor_address(name, self._device[name])
-        self._shape = (height, width)
+        self._shape = (batch, height, width)
 
     def _copy(self, name: str, kind: str) -> None:
         """Queue a copy of tensor ``name`` between its pinned and device buffers."""
@@ -527,13 +531,12 @@ class TensorRTBackend:
         _cuda(self._cudart, 'cudaMemcpyAsync', target, source, self._host[name].nbytes,
               getattr(self._cudart.cudaMemcpyKind, f'cudaMemcpy{kind}'), self._stream)
 
-    def infer(self, image: np.ndarray, confidence: bool = True,
-              probabilities: bool = False) -> SegResult:
-        """Segment one (H, W, 3) uint8 RGB frame; see :class:`~seg_node.core.inference.Backend`."""
-        height, width = image.shape[:2]
-        if self._shape != (height, width):
-            self._allocate(height, width)
-        np.copyto(self._host[INPUT_NAME][0], image)
+    def infer_batch(self, images: np.ndarray, confidence: bool = True,
+                    probabilities: bool = False) -> SegResult:
+        """Segment (N, H, W, 3) uint8 frames; see :class:`~seg_node.core.inference.Backend`."""
+        if self._shape != images.shape[:3]:
+            self._allocate(*images.shape[:3])
+        np.copyto(self._host[INPUT_NAME], images)
         self._copy(INPUT_NAME, 'HostToDevice')
         if not self.context.execute_async_v3(self._stream_handle):
             raise ModelLoadError(f'TensorRT failed to run {self.engine_path}')
@@ -541,9 +544,14 @@ class TensorRTBackend:
         for name in wanted:
             self._copy(name, 'DeviceToHost')
         _cuda(self._cudart, 'cudaStreamSynchronize', self._stream)
-        return SegResult(self._host[LABELS][0],
-                         self._host[CONFIDENCE][0] if confidence else None,
-                         self._host[PROBABILITIES][0] if probabilities else None)
+        return SegResult(self._host[LABELS], self._host[CONFIDENCE] if confidence else None,
+                         self._host[PROBABILITIES] if probabilities else None)
+
+    def infer(self, image: np.ndarray, confidence: bool = True,
+              probabilities: bool = False) -> SegResult:
+        """Segment one (H, W, 3) uint8 RGB frame; see :class:`~seg_node.core.inference.Backend`."""
+        return first_frame(self.infer_batch(np.asarray(image)[None], confidence,
+                                            probabilities))
 
     def close(self) -> None:
         """Release the CUDA buffers and stream (the backend cannot run afterwards)."""

@@ -280,6 +280,18 @@ def cmd_soak(args: argparse.Namespace) -> int:
     return 0 if result['node_exit_status'] == 0 else 1
 
 
+def cmd_bench_node(args: argparse.Namespace) -> int:
+    """Measure the node's own cost per frame (near-free model) per cameras x size x rate."""
+    from seg_node.tools.bench_node import bench_node, DEFAULT_ROWS, format_node_table, Row
+    rows = [Row.parse(text) for text in args.row] if args.row else list(DEFAULT_ROWS)
+    parameters = dict(item.split(':=', 1) for item in args.param)
+    result = bench_node(rows, args.seconds, args.model, parameters, args.work_dir)
+    print(format_node_table(result))
+    if args.json:
+        write_json(args.json, result)
+    return 0
+
+
 def _add_labelled_data_arguments(parser: argparse.ArgumentParser, split: str,
                                  split_help: str | None = None) -> None:
     """Add --data, --split, --limit and --classes: the labelled frames a command reads."""
@@ -526,6 +538,19 @@ def build_parser() -> argparse.ArgumentParser:
                       help='seconds per report period (default: a minute)')
     soak.add_argument('--json', help='write the JSON here (default: stdout)')
     soak.set_defaults(func=cmd_soak)
+    node_bench = commands.add_parser(
+        'bench-node', help="the node's own cost per frame: cameras x size x rate (JSON)")
+    node_bench.add_argument('--row', action='append', metavar='CAMERASxWxH@HZ',
+                            help='e.g. 4x640x480@30 (repeatable; default: 1x640x480@30, '
+                                 '1x1920x1080@30, 4x640x480@30)')
+    node_bench.add_argument('--seconds', type=float, default=8.0, help='per row')
+    node_bench.add_argument('--model', type=Path,
+                            help='default: a near-free contract model built by the tool')
+    node_bench.add_argument('--param', action='append', default=[], metavar='NAME:=VALUE',
+                            help='extra node parameter, e.g. max_batch:=4 (repeatable)')
+    node_bench.add_argument('--work-dir', type=Path, default=Path('bench_node_work'))
+    node_bench.add_argument('--json')
+    node_bench.set_defaults(func=cmd_bench_node)
     cli_bags.register(commands)
     cli_fleet.register(commands)
     cli_tensorrt.register(commands)

@@ -361,7 +361,7 @@ def test_backend_builds_a_missing_engine_and_runs_it_with_buffers_per_shape(
     small = np.ascontiguousarray(camvid_rgb[:240, :320])
     assert backend.infer(small, confidence=False).labels.shape == (240, 320)
     assert len(cuda.buffers) == 8 and [call[0] for call in cuda.calls].count('malloc') == 8
-    with pytest.raises(ConfigError, match='outside the engine profile 240x320..360x480'):
+    with pytest.raises(ConfigError, match='outside the engine profile 1x240x320..1x360x480'):
         backend.infer(np.zeros((200, 320, 3), np.uint8))
     backend.close()
     assert cuda.buffers == {} and cuda.calls[-1] == ('destroy', 7)

@@ -1,0 +1,50 @@
+"""seg_tool bench-node: the near-free contract model and a real two-camera row."""
+
+import numpy as np
+import pytest
+
+from seg_node.core.errors import ConfigError
+from seg_node.core.inference.onnxruntime import OnnxRuntimeBackend
+from seg_node.core.stage_times import STAGES
+from seg_node.tools.bench_node import bench_node, build_null_model, format_node_table, Row
+
+
+def test_rows_parse_and_bad_rows_say_the_format():
+    assert Row.parse('4x640x480@30') == Row(4, 640, 480, 30.0)
+    for bad in ('640x480@30', '1x640x480', '0x640x480@30', '1x640x480@0'):
+        with pytest.raises(ConfigError, match='bench-node row'):
+            Row.parse(bad)
+
+
+def test_null_model_follows_the_contract_at_the_cost_of_a_cast_and_a_div(tmp_path):
+    backend = OnnxRuntimeBackend(build_null_model(tmp_path / 'null.onnx'), num_threads=1)
+    assert backend.info.inference_size == (360, 480) and backend.info.num_classes == 11
+    assert backend.info.class_names[3] == 'road' and backend.info.arch == 'null'
+    images = np.zeros((2, 4, 6, 3), np.uint8)
+    images[0, ..., 0], images[1, ..., 0] = 255, 51
+    result = backend.infer_batch(images, probabilities=True)
+    assert result.labels.dtype == np.uint8 and result.labels.shape == (2, 4, 6)
+    assert result.labels[0].max() < 11
+    np.testing.assert_array_equal(result.labels[:, 0, 0], [9, 1])  # R / 25.6, truncated
+    np.testing.assert_allclose(result.confidence[:, 0, 0], [1.0, 0.2], rtol=1e-6)
+    assert result.probabilities.shape == (2, 11, 4, 6)
+    np.testing.assert_allclose(result.probabilities[1, 7], 0.2, rtol=1e-6)
+
+
+def test_two_cameras_in_one_node_process_are_all_served_and_broken_down(tmp_path):
+    result = bench_node([Row(2, 64, 48, 20.0)], seconds=1.0, work_dir=tmp_path)
+    row = result['results'][0]
+    # counts, not timings: a loaded host drops some frames (newest wins), never serves extra
+    assert row['offered'] == 40 and 0 < row['served'] <= 40
+    per_camera = row['served_per_camera']
+    assert set(per_camera) == {'cam0', 'cam1'} and sum(per_camera.values()) == row['served']
+    assert min(per_camera.values()) > 0
+    mean = row['served'] / 2
+    assert row['max_camera_deviation_from_mean'] == round(
+        max(abs(count - mean) for count in per_camera.values()) / mean, 4)
+    assert row['node_exit_status'] == 0
+    assert 0 < row['e2e_ms']['p50'] <= row['e2e_ms']['p99']
+    assert row['node_cpu_ms_per_frame'] > 0
+    assert set(row['stages_ms_per_frame']) == set(STAGES)
+    assert all(ms >= 0 for ms in row['stages_ms_per_frame'].values())
+    assert f"| 2 | 64x48 | 20 Hz | {row['served']}/40 |" in format_node_table(result)
