@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from seg_node.core.errors import ModelLoadError
-from seg_node.core.inference.base import first_frame, SegResult
+from seg_node.core.inference.base import OneFrameThroughBatch, SegResult
 from seg_node.models.architectures import build_model
 from seg_node.models.deploy import DeployModel
 
@@ -31,7 +31,7 @@ def load_checkpoint(path: Path) -> tuple[DeployModel, dict]:
     return DeployModel(network, config['mean'], config['std']).eval(), config
 
 
-class TorchBackend:
+class TorchBackend(OneFrameThroughBatch):
     """Eager PyTorch inference of a checkpoint or an in-memory :class:`DeployModel`."""
 
     name = 'torch'
@@ -62,9 +62,3 @@ class TorchBackend:
         return SegResult(labels.cpu().numpy(),
                          max_probability.cpu().numpy() if confidence else None,
                          class_probability.cpu().numpy() if probabilities else None)
-
-    def infer(self, image: np.ndarray, confidence: bool = True,
-              probabilities: bool = False) -> SegResult:
-        """Segment one (H, W, 3) uint8 RGB frame; see :class:`~seg_node.core.inference.Backend`."""
-        return first_frame(self.infer_batch(np.ascontiguousarray(image)[None], confidence,
-                                            probabilities))

@@ -32,11 +32,16 @@ class SegResult:
     probabilities: np.ndarray | None = None
 
 
-def first_frame(batch: SegResult) -> SegResult:
-    """Return frame 0 of a batched result ((N, ...) arrays) as a one-frame result."""
-    return SegResult(batch.labels[0],
-                     None if batch.confidence is None else batch.confidence[0],
-                     None if batch.probabilities is None else batch.probabilities[0])
+class OneFrameThroughBatch:
+    """Backend mixin: ``infer`` runs one frame as a batch of one through ``infer_batch``."""
+
+    def infer(self, image: np.ndarray, confidence: bool = True,
+              probabilities: bool = False) -> SegResult:
+        """Segment one (H, W, 3) uint8 RGB frame; see :class:`Backend`."""
+        batch = self.infer_batch(np.ascontiguousarray(image)[None], confidence, probabilities)
+        return SegResult(batch.labels[0],
+                         None if batch.confidence is None else batch.confidence[0],
+                         None if batch.probabilities is None else batch.probabilities[0])
 
 
 class Backend(Protocol):

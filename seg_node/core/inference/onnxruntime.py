@@ -16,8 +16,8 @@ import numpy as np
 import onnxruntime as ort
 
 from seg_node.core.errors import ModelLoadError
-from seg_node.core.inference.base import (CONFIDENCE, first_frame, LABELS, PROBABILITIES,
-                                          SegResult)
+from seg_node.core.inference.base import (CONFIDENCE, LABELS, OneFrameThroughBatch,
+                                          PROBABILITIES, SegResult)
 from seg_node.core.inference.contract import check_contract, ModelInfo
 from seg_node.core.inference.onnx_graph import prune_outputs
 
@@ -44,7 +44,7 @@ def pruned_model(model_path: Path, outputs: list[str]) -> bytes:
                              're-export it with `seg_tool export`') from err
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(OneFrameThroughBatch):
     """CPU inference through ONNX Runtime with pre-bound, reused output buffers."""
 
     name = 'onnxruntime'
@@ -117,9 +117,3 @@ class OnnxRuntimeBackend:
                                 buffer.ctypes.data)
         session.run_with_iobinding(binding)
         return SegResult(outputs[LABELS], outputs.get(CONFIDENCE), outputs.get(PROBABILITIES))
-
-    def infer(self, image: np.ndarray, confidence: bool = True,
-              probabilities: bool = False) -> SegResult:
-        """Segment one (H, W, 3) uint8 RGB frame; see :class:`~seg_node.core.inference.Backend`."""
-        return first_frame(self.infer_batch(np.ascontiguousarray(image)[None], confidence,
-                                            probabilities))

@@ -42,8 +42,8 @@ import numpy as np
 
 from seg_node.core.errors import ConfigError, ModelLoadError
 from seg_node.core.inference import engine_cache
-from seg_node.core.inference.base import (CONFIDENCE, first_frame, LABELS, PROBABILITIES,
-                                          SegResult)
+from seg_node.core.inference.base import (CONFIDENCE, LABELS, OneFrameThroughBatch,
+                                          PROBABILITIES, SegResult)
 from seg_node.core.inference.contract import check_contract, INPUT_NAME, ModelInfo
 from seg_node.core.inference.engine_cache import EngineKey, Profile
 
@@ -403,7 +403,7 @@ def build_engine(model_path: Path, precision: str = 'fp16', profile: Profile | N
                         network.num_layers, seconds, len(data), timing_cache, reused)
 
 
-class TensorRTBackend:
+class TensorRTBackend(OneFrameThroughBatch):
     """GPU inference of a TensorRT engine with buffers allocated once per frame size."""
 
     name = 'tensorrt'
@@ -546,12 +546,6 @@ class TensorRTBackend:
         _cuda(self._cudart, 'cudaStreamSynchronize', self._stream)
         return SegResult(self._host[LABELS], self._host[CONFIDENCE] if confidence else None,
                          self._host[PROBABILITIES] if probabilities else None)
-
-    def infer(self, image: np.ndarray, confidence: bool = True,
-              probabilities: bool = False) -> SegResult:
-        """Segment one (H, W, 3) uint8 RGB frame; see :class:`~seg_node.core.inference.Backend`."""
-        return first_frame(self.infer_batch(np.asarray(image)[None], confidence,
-                                            probabilities))
 
     def close(self) -> None:
         """Release the CUDA buffers and stream (the backend cannot run afterwards)."""
