@@ -213,10 +213,9 @@ class SegNode(LifecycleNodeMixin, Node):
             'precision': self._declare(
                 'precision', 'fp16', 'TensorRT engine precision: fp32 | fp16 | int8 (int8 '
                 'needs a QDQ model)', text, **string),
-            'build_engine_if_missing': self._declare(
+            'build_engine_if_missing': self._declare_bool(
                 'build_engine_if_missing', False, 'TensorRT: build the engine at configure '
-                'when the cache has none', 'give true or false',
-                type=Parameter.Type.BOOL.value, **read_only),
+                'when the cache has none'),
             'image_transport': self._declare(
                 'image_transport', 'raw', 'raw (image) | compressed (resolved image topic + '
                 '/compressed)', text, **string),
@@ -251,10 +250,9 @@ class SegNode(LifecycleNodeMixin, Node):
             'tensorrt_module': self._declare(
                 'tensorrt_module', '', 'TensorRT module: tensorrt | tensorrt_rtx; empty: '
                 'whichever is installed (tensorrt first)', text, **string),
-            'autostart': self._declare(
+            'autostart': self._declare_bool(
                 'autostart', True, 'configure and activate by itself once spinning; false: '
-                'wait for a lifecycle manager', 'give true or false',
-                type=Parameter.Type.BOOL.value, **read_only),
+                'wait for a lifecycle manager'),
             'cameras': self._declare(
                 'cameras', [''], "camera names: [''] reads image and publishes ~/labels, ...; "
                 '[front, left] reads front/image, left/image and publishes ~/front/labels, '
@@ -290,6 +288,10 @@ class SegNode(LifecycleNodeMixin, Node):
             engine_cache_dir=value['engine_cache_dir'],
             tensorrt_module=value['tensorrt_module'], autostart=value['autostart'],
             cameras=check_cameras(value['cameras']), max_batch=value['max_batch'])
+
+    def _declare_bool(self, name: str, default: bool, description: str) -> bool:
+        return self._declare(name, default, description, 'give true or false',
+                             type=Parameter.Type.BOOL.value, read_only=True)
 
     def _declare_integer(self, name: str, low: int, high: int, default: int,
                          description: str) -> int:
