@@ -101,6 +101,12 @@ class _Reader:
         self.offset += length
         return self.view[self.offset - length:self.offset]
 
+    def pixels(self, what: str) -> np.ndarray:
+        """Return the uint8 sequence ``what`` as a read-only 1-D view of the buffer."""
+        data = np.frombuffer(self.sequence(what), np.uint8)
+        data.flags.writeable = False
+        return data
+
     def string(self, what: str) -> str:
         raw = self.sequence(what)
         try:
@@ -135,8 +141,7 @@ def read_image(buffer: bytes | bytearray | memoryview) -> RawImage:
     encoding = reader.string('encoding')
     is_bigendian = reader.uint8('is_bigendian')
     step = reader.uint32('step')
-    data = np.frombuffer(reader.sequence('data'), np.uint8)
-    data.flags.writeable = False
+    data = reader.pixels('data')
     return RawImage(header, height, width, encoding, is_bigendian, step, data)
 
 
@@ -150,6 +155,5 @@ def read_compressed_image(buffer: bytes | bytearray | memoryview) -> RawCompress
     reader = _Reader(buffer, 'CompressedImage')
     header = reader.header()
     fmt = reader.string('format')
-    data = np.frombuffer(reader.sequence('data'), np.uint8)
-    data.flags.writeable = False
+    data = reader.pixels('data')
     return RawCompressedImage(header, fmt, data)
