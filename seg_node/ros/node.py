@@ -46,6 +46,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from seg_node.core import image_codec
 from seg_node.core.errors import ConfigError, SegNodeError
 from seg_node.core.frame_slot import CameraSlots
+from seg_node.core.heap import keep_freed_memory
 from seg_node.core.image_cdr import read_compressed_image, read_image
 from seg_node.core.inference.base import DEPLOY_BACKENDS
 from seg_node.core.inference.engine_cache import PRECISIONS
@@ -639,6 +640,7 @@ def main(args: list[str] | None = None) -> int:
     then ours interrupts the main thread); 1 with one line on a start-up error.
     """
     signals = _Signals()
+    keep_freed_memory()  # frame-sized buffers reused, not page-faulted in per frame
     cv2.setNumThreads(1)
     node = executor = None
     status = 0

@@ -108,9 +108,35 @@ def test_frames_shrink_bilinearly_down_to_half_and_anti_aliased_below():
     Segmenter(backend, (36, 48)).segment(frame)
     np.testing.assert_array_equal(backend.inputs[0], cv2.resize(frame, (48, 36),
                                                                 interpolation=cv2.INTER_LINEAR))
-    Segmenter(backend, (12, 16)).segment(frame)
-    np.testing.assert_array_equal(backend.inputs[0], cv2.resize(frame, (16, 12),
+    tall = np.random.default_rng(2).integers(0, 256, (100, 40, 3), np.uint8)
+    Segmenter(backend, (36, 48)).segment(tall)  # one side shrinks below half: area at once
+    np.testing.assert_array_equal(backend.inputs[0], cv2.resize(tall, (48, 36),
                                                                 interpolation=cv2.INTER_AREA))
+
+
+def test_frames_over_twice_the_inference_size_are_halved_then_resized_bilinearly():
+    backend = StripesBackend()
+    segmenter = Segmenter(backend, (36, 48))
+    frame = np.random.default_rng(3).integers(0, 256, (108 * 2, 192 * 2, 3), np.uint8)
+    segmenter.segment(frame)  # 216x384 -> 108x192 -> 54x96 (2x2 means), bilinear to 36x48
+    quarter = cv2.resize(cv2.resize(frame, (192, 108), interpolation=cv2.INTER_AREA),
+                         (96, 54), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(backend.inputs[0], cv2.resize(
+        quarter, (48, 36), interpolation=cv2.INTER_LINEAR))
+    halved = [array for key, (array, _) in segmenter._buffers.items() if key[0] == 'halved']
+    assert [array.shape for array in halved] == [(108, 192, 3), (54, 96, 3)]
+    segmenter.segment(frame)
+    assert all(np.shares_memory(array, segmenter._buffers[('halved', array.shape[:2])][0])
+               for array in halved)  # reused, not allocated per frame
+
+
+def halving_bytes(side: int, target: tuple[int, int] = (30, 40)) -> int:
+    """Bytes of the halved copies of a (side, side, 3) uint8 frame on its way to ``target``."""
+    total, height, width = 0, side, side
+    while height >= 2 * target[0] and width >= 2 * target[1]:
+        height, width = height // 2, width // 2
+        total += height * width * 3
+    return total
 
 
 def test_buffers_of_earlier_frame_sizes_are_bounded_in_bytes():
@@ -119,11 +145,14 @@ def test_buffers_of_earlier_frame_sizes_are_bounded_in_bytes():
     for side in range(100, 400, 7):  # 43 frame sizes, each (side, side)
         result = segmenter.segment(np.zeros((side, side, 3), np.uint8), probabilities=True)
         current = result.labels.nbytes + result.confidence.nbytes + result.probabilities.nbytes
-        assert segmenter.buffered_bytes <= max(2_000_000, current + 30 * 40 * 3)
+        assert segmenter.buffered_bytes <= max(2_000_000,
+                                               current + 30 * 40 * 3 + halving_bytes(side))
     # the largest frame's own buffers (11 + 1 float32 planes and labels) exceed the budget;
-    # what stays is what the last call used: those and the (1, 30, 40, 3) input batch
+    # what stays is what the last call used: those, the (1, 30, 40, 3) input batch and the
+    # halved copies of the frame (197x197, 98x98, 49x49)
     assert current == 394 * 394 * (12 * 4 + 1)
-    assert segmenter.buffered_bytes == current + 30 * 40 * 3
+    assert halving_bytes(394) == (197 * 197 + 98 * 98 + 49 * 49) * 3
+    assert segmenter.buffered_bytes == current + 30 * 40 * 3 + halving_bytes(394)
     again = segmenter.segment(np.zeros((394, 394, 3), np.uint8), probabilities=True)
     assert np.shares_memory(again.probabilities, result.probabilities)
     small = segmenter.segment(np.zeros((100, 100, 3), np.uint8)).labels
