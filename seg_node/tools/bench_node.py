@@ -201,10 +201,14 @@ def _frames(row: Row) -> list[Image]:
 
 
 def run_row(row: Row, model: Path, seconds: float, parameters: dict[str, object],
-            timeout: float = 30.0) -> dict:
-    """Serve ``row`` with one seg_node process for ``seconds``; return its measurements."""
+            timeout: float = 30.0, relay: bool = False) -> dict:
+    """Serve ``row`` with one seg_node process for ``seconds``; return its measurements.
+
+    ``relay`` runs :mod:`seg_node.tools.relay` in the node's place (``model`` and
+    ``parameters`` unused): the transport floor of the row.
+    """
     names = camera_names(row.cameras)
-    node_parameters = {'model': str(model), **parameters}
+    node_parameters = {} if relay else {'model': str(model), **parameters}
     if row.cameras > 1:
         node_parameters['cameras'] = '[' + ','.join(names) + ']'
     context = rclpy.Context()
@@ -216,7 +220,8 @@ def run_row(row: Row, model: Path, seconds: float, parameters: dict[str, object]
     spinner.start()
     messages = _frames(row)
     try:
-        with NodeProcess(node_parameters) as node:
+        module = 'seg_node.tools.relay' if relay else 'seg_node.ros.node'
+        with NodeProcess(node_parameters, module=module) as node:
             if not wait_until(rig.connected, timeout, node):
                 raise SegNodeError(f'seg_node did not connect within {timeout:.0f} s')
             period = 1.0 / row.rate
@@ -279,13 +284,27 @@ def _summarise(row: Row, names: list[str], warmup: int, sent: list[float],
 
 def bench_node(rows: list[Row], seconds: float = 8.0, model: Path | None = None,
                parameters: dict[str, object] | None = None,
-               work_dir: Path | None = None) -> dict:
-    """Run every row with a fresh seg_node process; None ``model``: build the near-free one."""
+               work_dir: Path | None = None, floor: bool = True) -> dict:
+    """Run every row with a fresh seg_node process; None ``model``: build the near-free one.
+
+    With ``floor`` each row first runs with the bare relay in the node's place; its served
+    count and e2e go into the row as ``transport_floor``, and ``e2e_p50_over_floor_ms`` is
+    what seg_node adds to it.
+    """
     prepare_environment()
     if model is None:
         model = build_null_model((work_dir or Path('bench_node_work')) / 'null.onnx')
     parameters = {'num_threads': 2, **(parameters or {})}
-    results = [run_row(row, model, seconds, parameters) for row in rows]
+    results = []
+    for row in rows:
+        relayed = run_row(row, model, seconds, parameters, relay=True) if floor else None
+        result = run_row(row, model, seconds, parameters)
+        if relayed is not None:
+            result['transport_floor'] = {
+                name: relayed[name] for name in ('served', 'e2e_ms', 'node_cpu_ms_per_frame')}
+            result['e2e_p50_over_floor_ms'] = round(
+                result['e2e_ms']['p50'] - relayed['e2e_ms']['p50'], 3)
+        results.append(result)
     return {'benchmark': 'node', 'model': str(model), 'seconds_per_row': seconds,
             'node_parameters': parameters, 'camera_qos': 'reliable',
             'fastdds_profile': os.environ.get(PROFILE_VARIABLE, 'none'),
@@ -295,13 +314,17 @@ def bench_node(rows: list[Row], seconds: float = 8.0, model: Path | None = None,
 
 def format_node_table(result: dict) -> str:
     """Render bench_node's rows as a Markdown table."""
-    lines = ['| cameras | size | rate | served | e2e p50 ms | e2e p99 ms | node CPU ms/frame '
-             '| ' + ' | '.join(STAGES) + ' |', '|---' * (7 + len(STAGES)) + '|']
+    lines = ['| cameras | size | rate | served | e2e p50 ms | e2e p99 ms | floor p50 ms '
+             '| node CPU ms/frame | ' + ' | '.join(STAGES) + ' |',
+             '|---' * (8 + len(STAGES)) + '|']
     for row in result['results']:
         latency = row['e2e_ms']
+        floor = row.get('transport_floor')
+        floor_p50 = f'{floor["e2e_ms"]["p50"]:.1f}' if floor else '-'
         stages = ' | '.join(f'{row["stages_ms_per_frame"][s]:.2f}'
                             if s in row['stages_ms_per_frame'] else '-' for s in STAGES)
         lines.append(f'| {row["cameras"]} | {row["size"]} | {row["rate_hz"]:g} Hz | '
                      f'{row["served"]}/{row["offered"]} | {latency["p50"]:.1f} | '
-                     f'{latency["p99"]:.1f} | {row["node_cpu_ms_per_frame"]} | {stages} |')
+                     f'{latency["p99"]:.1f} | {floor_p50} | {row["node_cpu_ms_per_frame"]} '
+                     f'| {stages} |')
     return '\n'.join(lines)

@@ -37,9 +37,12 @@ class NodeProcess:
     """seg_node in its own process (as on the car), stopped with SIGINT like `ros2 launch`."""
 
     def __init__(self, parameters: dict[str, object], image_topic: str = CAMERA_TOPIC,
-                 env: dict[str, str] | None = None) -> None:
-        """Describe the process; ``parameters`` are passed as ``-p name:=value``."""
-        self.command = [sys.executable, '-m', 'seg_node.ros.node', '--ros-args',
+                 env: dict[str, str] | None = None, module: str = 'seg_node.ros.node') -> None:
+        """Describe the process; ``parameters`` are passed as ``-p name:=value``.
+
+        ``module`` is the Python module run as the node (the bench's relay stands in for it).
+        """
+        self.command = [sys.executable, '-m', module, '--ros-args',
                         '-r', f'image:={image_topic}']
         for name, value in parameters.items():
             self.command += ['-p', f'{name}:={value}']

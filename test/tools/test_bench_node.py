@@ -47,4 +47,21 @@ def test_two_cameras_in_one_node_process_are_all_served_and_broken_down(tmp_path
     assert row['node_cpu_ms_per_frame'] > 0
     assert set(row['stages_ms_per_frame']) == set(STAGES)
     assert all(ms >= 0 for ms in row['stages_ms_per_frame'].values())
-    assert f"| 2 | 64x48 | 20 Hz | {row['served']}/40 |" in format_node_table(result)
+    # the bare relay ran first in the node's place: it answers frames, reports no stages
+    floor = row['transport_floor']
+    assert 0 < floor['served'] <= 40 and 0 < floor['e2e_ms']['p50'] <= floor['e2e_ms']['p99']
+    assert row['e2e_p50_over_floor_ms'] == round(row['e2e_ms']['p50'] - floor['e2e_ms']['p50'],
+                                                 3)
+    assert (f"| 2 | 64x48 | 20 Hz | {row['served']}/40 | {row['e2e_ms']['p50']:.1f} | "
+            f"{row['e2e_ms']['p99']:.1f} | {floor['e2e_ms']['p50']:.1f} |"
+            in format_node_table(result))
+
+
+def test_relay_answers_each_camera_frame_with_labels_of_its_size_and_header(tmp_path):
+    result = bench_node([Row(1, 50, 30, 20.0)], seconds=1.0, work_dir=tmp_path)
+    floor = result['results'][0]['transport_floor']
+    # the rig counts an answer only with the frame's stamp and the frame's size
+    assert floor['served'] >= 10 and floor['node_cpu_ms_per_frame'] > 0
+    no_floor = bench_node([Row(1, 50, 30, 20.0)], seconds=0.5, work_dir=tmp_path, floor=False)
+    assert 'transport_floor' not in no_floor['results'][0]
+    assert '| - |' in format_node_table(no_floor)

@@ -285,7 +285,8 @@ def cmd_bench_node(args: argparse.Namespace) -> int:
     from seg_node.tools.bench_node import bench_node, DEFAULT_ROWS, format_node_table, Row
     rows = [Row.parse(text) for text in args.row] if args.row else list(DEFAULT_ROWS)
     parameters = dict(item.split(':=', 1) for item in args.param)
-    result = bench_node(rows, args.seconds, args.model, parameters, args.work_dir)
+    result = bench_node(rows, args.seconds, args.model, parameters, args.work_dir,
+                        floor=not args.no_floor)
     print(format_node_table(result))
     if args.json:
         write_json(args.json, result)
@@ -549,6 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
     node_bench.add_argument('--param', action='append', default=[], metavar='NAME:=VALUE',
                             help='extra node parameter, e.g. max_batch:=4 (repeatable)')
     node_bench.add_argument('--work-dir', type=Path, default=Path('bench_node_work'))
+    node_bench.add_argument('--no-floor', action='store_true',
+                            help="skip the transport floor (a bare relay in the node's place)")
     node_bench.add_argument('--json')
     node_bench.set_defaults(func=cmd_bench_node)
     cli_bags.register(commands)
