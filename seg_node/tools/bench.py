@@ -20,10 +20,18 @@ from seg_node.tools.ros_client import PROFILE_VARIABLE, sample_dir, serving_node
 WARMUP = 5
 
 
+def cpu_name(cpuinfo: Path = Path('/proc/cpuinfo')) -> str:
+    """Return the CPU's model name (Linux), else what the platform module knows."""
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith('model name') and ':' in line:
+                return line.split(':', 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict:
     """Describe the machine the numbers come from."""
-    return {'cpu': platform.processor() or platform.machine(), 'cores': os.cpu_count(),
-            'python': platform.python_version()}
+    return {'cpu': cpu_name(), 'cores': os.cpu_count(), 'python': platform.python_version()}
 
 
 def bench_e2e(model: Path, frames: int, threads: int, timeout: float = 30.0) -> dict:
