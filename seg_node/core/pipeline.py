@@ -9,7 +9,7 @@ use are kept only while all buffers fit a byte budget. Each stage is timed in ``
 """
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -235,7 +235,7 @@ def check_inference_size(inference_size: tuple[int, ...] | None) -> None:
 
 def load_segmenter(model: Path, classes_path: Path | None = None, backend: str = 'auto',
                    threads: int = 0, inference_size: tuple[int, int] | None = None,
-                   tensorrt_options: dict[str, object] | None = None,
+                   backend_options: Mapping[str, Mapping[str, object]] | None = None,
                    log: Callable[[str], None] | None = None) -> tuple[Segmenter, ClassList]:
     """Load a model and its class file: the one set-up shared by the node and eval-bag.
 
@@ -245,7 +245,8 @@ def load_segmenter(model: Path, classes_path: Path | None = None, backend: str =
         backend: 'auto' or a backend name (see create_backend).
         threads: CPU inference threads; 0 lets the backend decide.
         inference_size: (H, W) the network sees; None: the model's training size.
-        tensorrt_options: options of the TensorRT backend (precision, ...).
+        backend_options: per backend name, its options, e.g. ``{'tensorrt': {'precision':
+            'fp16'}, 'onnxruntime': {'allow_spinning': False}}`` (see create_backend).
         log: receives backend progress and fallback lines.
 
     Raises:
@@ -255,7 +256,7 @@ def load_segmenter(model: Path, classes_path: Path | None = None, backend: str =
     classes_path = classes_path or classes_beside(model)
     classes = load_classes(classes_path)
     check_inference_size(inference_size)
-    network = create_backend(backend, model, threads, {'tensorrt': tensorrt_options or {}}, log)
+    network = create_backend(backend, model, threads, backend_options, log)
     if network.info.num_classes != classes.num_classes:
         raise ConfigError(f'model {model} has {network.info.num_classes} classes but the class '
                           f'file {classes_path} lists {classes.num_classes}; pass the '

@@ -80,6 +80,7 @@ class NodeSettings:
     input_depth: int
     output_depth: int
     num_threads: int
+    inference_spinning: bool
     max_image_pixels: int
     engine_cache_dir: str
     tensorrt_module: str
@@ -241,6 +242,9 @@ class SegNode(LifecycleNodeMixin, Node):
                                                   'output publishers queue depth'),
             'num_threads': self._declare_integer('num_threads', 0, 256, 0,
                                                  'CPU inference threads; 0: all cores'),
+            'inference_spinning': self._declare_bool(
+                'inference_spinning', True, 'ONNX Runtime threads spin while idle: lowest '
+                'latency; false: less CPU per frame, slower inference'),
             'max_image_pixels': self._declare_integer(
                 'max_image_pixels', 1, 2**40, image_codec.DEFAULT_MAX_IMAGE_PIXELS,
                 'frames of more pixels are rejected before decoding'),
@@ -285,7 +289,8 @@ class SegNode(LifecycleNodeMixin, Node):
             input_reliability=_choice('input_reliability', value['input_reliability'],
                                       RELIABILITY_CHOICES),
             input_depth=value['input_depth'], output_depth=value['output_depth'],
-            num_threads=value['num_threads'], max_image_pixels=value['max_image_pixels'],
+            num_threads=value['num_threads'], inference_spinning=value['inference_spinning'],
+            max_image_pixels=value['max_image_pixels'],
             engine_cache_dir=value['engine_cache_dir'],
             tensorrt_module=value['tensorrt_module'], autostart=value['autostart'],
             cameras=check_cameras(value['cameras']), max_batch=value['max_batch'])
@@ -332,10 +337,12 @@ class SegNode(LifecycleNodeMixin, Node):
         try:
             segmenter, classes = load_segmenter(
                 settings.model, settings.classes, settings.backend, settings.num_threads,
-                settings.inference_size, {'precision': settings.precision,
-                                          'build_engine_if_missing': settings.build_engine,
-                                          'engine_cache_dir': settings.engine_cache_dir,
-                                          'tensorrt_module': settings.tensorrt_module},
+                settings.inference_size,
+                {'tensorrt': {'precision': settings.precision,
+                              'build_engine_if_missing': settings.build_engine,
+                              'engine_cache_dir': settings.engine_cache_dir,
+                              'tensorrt_module': settings.tensorrt_module},
+                 'onnxruntime': {'allow_spinning': settings.inference_spinning}},
                 log=log)
         except SegNodeError as err:
             self.configure_error = err

@@ -162,3 +162,15 @@ def test_bayer_frames_are_demosaiced_as_configured(ros_context, tiny_model, camv
     demosaiced = cv2.cvtColor(encode_rgb(camvid_rgb, 'bayer_rggb8'), code)
     expected = OnnxRuntimeBackend(tiny_model).infer(demosaiced).labels
     np.testing.assert_array_equal(image_array(labels), expected)
+
+
+@pytest.mark.parametrize('spinning', [None, False])
+def test_inference_spinning_reaches_every_onnxruntime_session(ros_context, tiny_model,
+                                                              spinning):
+    spinning_node = start(ros_context, tiny_model,
+                          **({} if spinning is None else {'inference_spinning': spinning}))
+    backend = spinning_node.segmenter.backend
+    sessions = [backend.session] + [session for session, _ in backend._runners.values()]
+    entries = {session.get_session_options().get_session_config_entry(
+        'session.intra_op.allow_spinning') for session in sessions}
+    assert entries == ({'1'} if spinning is None else {'0'})
