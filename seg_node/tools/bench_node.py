@@ -227,15 +227,16 @@ def run_row(row: Row, model: Path, seconds: float, parameters: dict[str, object]
             period = 1.0 / row.rate
             warmup = round(WARMUP_S * row.rate)
             total = warmup + round(seconds * row.rate)
-            sent: list[float] = []
+            sent: list[list[float]] = [[] for _ in names]  # per camera, per frame
             cpu_start = 0.0
             started = time.perf_counter()
             for index in range(total):
                 if index == warmup:
                     cpu_start = cpu_seconds(node.process.pid)
-                sent.append(time.perf_counter())
-                for publisher, msg in zip(rig.camera_publishers, messages, strict=True):
+                for camera_sent, publisher, msg in zip(sent, rig.camera_publishers, messages,
+                                                       strict=True):
                     msg.header.stamp.sec = index
+                    camera_sent.append(time.perf_counter())  # as if each had its own driver
                     publisher.publish(msg)
                 time.sleep(max(0.0, started + (index + 1) * period - time.perf_counter()))
             time.sleep(DRAIN_S)
@@ -251,18 +252,18 @@ def run_row(row: Row, model: Path, seconds: float, parameters: dict[str, object]
                       exit_status)
 
 
-def _summarise(row: Row, names: list[str], warmup: int, sent: list[float],
+def _summarise(row: Row, names: list[str], warmup: int, sent: list[list[float]],
                received: list[dict[int, tuple[float, tuple[int, int]]]], cpu_used: float,
                diagnostics: dict[str, str], exit_status: int) -> dict:
     """Turn one row's raw timings into its JSON record."""
-    offered = len(sent) - warmup
+    offered = len(sent[0]) - warmup
     latencies, served = [], []
-    for answers in received:
+    for camera_sent, answers in zip(sent, received, strict=True):
         count = 0
-        for index in range(warmup, len(sent)):
+        for index in range(warmup, len(camera_sent)):
             answer = answers.get(index)
             if answer is not None and answer[1] == (row.height, row.width):
-                latencies.append(answer[0] - sent[index])
+                latencies.append(answer[0] - camera_sent[index])
                 count += 1
         served.append(count)
     total_served = sum(served)

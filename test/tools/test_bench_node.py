@@ -6,7 +6,8 @@ import pytest
 from seg_node.core.errors import ConfigError
 from seg_node.core.inference.onnxruntime import OnnxRuntimeBackend
 from seg_node.core.stage_times import STAGES
-from seg_node.tools.bench_node import bench_node, build_null_model, format_node_table, Row
+from seg_node.tools.bench_node import (_summarise, bench_node, build_null_model,
+                                       format_node_table, Row)
 
 
 def test_rows_parse_and_bad_rows_say_the_format():
@@ -14,6 +15,18 @@ def test_rows_parse_and_bad_rows_say_the_format():
     for bad in ('640x480@30', '1x640x480', '0x640x480@30', '1x640x480@0'):
         with pytest.raises(ConfigError, match='bench-node row'):
             Row.parse(bad)
+
+
+def test_each_camera_latency_starts_at_its_own_publish_and_wrong_sizes_are_not_served():
+    row = Row(2, 40, 30, 10.0)
+    sent = [[0.0, 0.1, 0.2], [0.004, 0.104, 0.204]]  # frame 0 is the warm-up
+    received = [{1: (0.110, (30, 40)), 2: (0.210, (30, 40))},
+                {1: (0.124, (30, 40)), 2: (0.224, (29, 40))}]
+    result = _summarise(row, ['cam0', 'cam1'], 1, sent, received, 0.003, {}, 0)
+    assert result['offered'] == 4 and result['served'] == 3
+    assert result['served_per_camera'] == {'cam0': 2, 'cam1': 1}
+    assert result['e2e_ms'] == {'p50': 10.0, 'p99': 19.8, 'mean': 13.333}
+    assert result['node_cpu_ms_per_frame'] == 1.0
 
 
 def test_null_model_follows_the_contract_at_the_cost_of_a_cast_and_a_div(tmp_path):
