@@ -200,15 +200,15 @@ def _frames(row: Row) -> list[Image]:
     return messages
 
 
-def run_row(row: Row, model: Path, seconds: float, parameters: dict[str, object],
-            timeout: float = 30.0, relay: bool = False) -> dict:
-    """Serve ``row`` with one seg_node process for ``seconds``; return its measurements.
+def run_row(row: Row, seconds: float, parameters: dict[str, object],
+            module: str = 'seg_node.ros.node', timeout: float = 30.0) -> dict:
+    """Serve ``row`` with one process of ``module`` for ``seconds``; return its measurements.
 
-    ``relay`` runs :mod:`seg_node.tools.relay` in the node's place (``model`` and
-    ``parameters`` unused): the transport floor of the row.
+    ``module`` is seg_node, or :mod:`seg_node.tools.relay` for the row's transport floor;
+    ``parameters`` are its node parameters (``cameras`` is added for several cameras).
     """
     names = camera_names(row.cameras)
-    node_parameters = {} if relay else {'model': str(model), **parameters}
+    node_parameters = dict(parameters)
     if row.cameras > 1:
         node_parameters['cameras'] = '[' + ','.join(names) + ']'
     context = rclpy.Context()
@@ -220,7 +220,6 @@ def run_row(row: Row, model: Path, seconds: float, parameters: dict[str, object]
     spinner.start()
     messages = _frames(row)
     try:
-        module = 'seg_node.tools.relay' if relay else 'seg_node.ros.node'
         with NodeProcess(node_parameters, module=module) as node:
             if not wait_until(rig.connected, timeout, node):
                 raise SegNodeError(f'seg_node did not connect within {timeout:.0f} s')
@@ -298,8 +297,8 @@ def bench_node(rows: list[Row], seconds: float = 8.0, model: Path | None = None,
     parameters = {'num_threads': 2, **(parameters or {})}
     results = []
     for row in rows:
-        relayed = run_row(row, model, seconds, parameters, relay=True) if floor else None
-        result = run_row(row, model, seconds, parameters)
+        relayed = run_row(row, seconds, {}, 'seg_node.tools.relay') if floor else None
+        result = run_row(row, seconds, {'model': str(model), **parameters})
         if relayed is not None:
             result['transport_floor'] = {
                 name: relayed[name] for name in ('served', 'e2e_ms', 'node_cpu_ms_per_frame')}
